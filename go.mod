@@ -1,0 +1,3 @@
+module github.com/backpack-field/backpack
+
+go 1.26
