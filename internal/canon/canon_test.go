@@ -239,3 +239,28 @@ func TestBuildersAndAccessors(t *testing.T) {
 		t.Errorf("original changed: %s", got)
 	}
 }
+
+func TestIndentLikePython(t *testing.T) {
+	v := canon.OrderedObject(
+		canon.Member{Key: "z", Value: canon.IntValue(1)},
+		canon.Member{Key: "a", Value: canon.ArrayValue(canon.StringValue("é"), canon.FloatValue(0.5))},
+		canon.Member{Key: "e", Value: canon.ArrayValue()},
+		canon.Member{Key: "o", Value: canon.ObjectValue()},
+		canon.Member{Key: "n", Value: canon.ObjectValue(canon.Member{Key: "k", Value: canon.BoolValue(true)})},
+	)
+	got, err := canon.AppendIndent(nil, v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// json.dumps({"z":1,"a":["é",0.5],"e":[],"o":{},"n":{"k":True}}, indent=2, ensure_ascii=False)
+	want := "{\n  \"z\": 1,\n  \"a\": [\n    \"é\",\n    0.5\n  ],\n  \"e\": [],\n  \"o\": {},\n  \"n\": {\n    \"k\": true\n  }\n}"
+	if string(got) != want {
+		t.Errorf("got\n%s\nwant\n%s", got, want)
+	}
+	if c := encodeText(t, v); c != `{"a":["é",0.5],"e":[],"n":{"k":true},"o":{},"z":1}` {
+		t.Errorf("canonical of ordered object: %s", c)
+	}
+	if v.Field("a").Len() != 2 || !canon.Equal(v, mustParse(t, string(got))) {
+		t.Errorf("ordered object accessors")
+	}
+}

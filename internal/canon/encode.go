@@ -69,7 +69,7 @@ func AppendEncode(dst []byte, v Value) ([]byte, error) {
 		return append(dst, ']'), nil
 	case Object:
 		dst = append(dst, '{')
-		for i, m := range v.c {
+		for i, m := range v.sorted() {
 			if i > 0 {
 				dst = append(dst, ',')
 			}

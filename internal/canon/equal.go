@@ -8,6 +8,10 @@ import (
 // Equal reports whether a and b are the same JSON value: same kinds and
 // equal canonical text (a NaN equals a NaN with the same bits).
 func Equal(a, b Value) bool {
+	if a.ordered() || b.ordered() {
+		a.c, a.n = a.sorted(), 0
+		b.c, b.n = b.sorted(), 0
+	}
 	if a.k != b.k || a.n != b.n || a.s != b.s || len(a.c) != len(b.c) {
 		return false
 	}
@@ -36,6 +40,7 @@ func PyEqual(a, b Value) bool {
 	case String:
 		return a.s == b.s
 	case Array, Object:
+		a.c, b.c = a.sorted(), b.sorted()
 		if len(a.c) != len(b.c) {
 			return false
 		}

@@ -174,7 +174,7 @@ func (v Value) Members() []Member {
 	if v.k != Object {
 		return nil
 	}
-	return v.c
+	return v.sorted()
 }
 
 // Elems returns an Array's elements. It allocates.
@@ -192,6 +192,14 @@ func (v Value) Elems() []Value {
 // Get returns the member named key of an Object.
 func (v Value) Get(key string) (Value, bool) {
 	if v.k != Object {
+		return Value{}, false
+	}
+	if v.ordered() {
+		for _, m := range v.c {
+			if m.Key == key {
+				return m.Value, true
+			}
+		}
 		return Value{}, false
 	}
 	c := v.c
@@ -232,7 +240,7 @@ func (v Value) Without(keys ...string) Value {
 	}
 	out := make([]Member, 0, len(v.c))
 outer:
-	for _, m := range v.c {
+	for _, m := range v.sorted() {
 		for _, k := range keys {
 			if m.Key == k {
 				continue outer
@@ -251,7 +259,7 @@ func (v Value) With(key string, val Value) Value {
 	}
 	out := make([]Member, 0, len(v.c)+1)
 	done := false
-	for _, m := range v.c {
+	for _, m := range v.sorted() {
 		if !done && key <= m.Key {
 			out = append(out, Member{key, val})
 			done = true
