@@ -1,0 +1,69 @@
+package log_test
+
+import (
+	"bytes"
+	"strings"
+	"testing"
+
+	"github.com/backpack-field/backpack/internal/canon"
+	bplog "github.com/backpack-field/backpack/log"
+)
+
+// FuzzParseEvent: the event line parser never panics, and an accepted
+// event re-encodes to a line that parses to the same envelope and id rule.
+func FuzzParseEvent(f *testing.F) {
+	f.Add([]byte(`{"actor":"alice","actor_key_id":"bp1_56475aa75463474c","event_id":"evt_f12b740da8e0169554e72121","namespace":"local","payload":{"confidence":0.9,"predicate":"state","subject":"door","value":"open"},"prev_event_hash":null,"sig":"ihz0QCA2abhaU/KMIT2xRP6LysuvHGMBuK7kPSYxp7/wGCp4NKBHb81ws//k90Tiqf7d3YTnlawgOQFgfB0aBw==","timestamp_utc":"2026-01-02T03:04:05.000001+00:00","ts_logical":1,"type":"OBSERVATION"}`))
+	f.Add([]byte(`{"event_id":"evt_1","type":"X","actor":"a","prev_event_hash":7}`))
+	f.Add([]byte(`[1,2]`))
+	f.Fuzz(func(t *testing.T, line []byte) {
+		e, err := bplog.Parse(line)
+		if err != nil {
+			return
+		}
+		enc, err := canon.Encode(e.Value)
+		if err != nil {
+			return
+		}
+		e2, err := bplog.Parse(enc)
+		if err != nil {
+			t.Fatalf("canonical line %q does not parse: %v", enc, err)
+		}
+		if e2.ID != e.ID || e2.Actor != e.Actor || e2.Prev != e.Prev || e2.HasPrev != e.HasPrev || e2.Sig != e.Sig {
+			t.Fatalf("envelope changed")
+		}
+		r1, _, _ := e.CheckID()
+		r2, _, _ := e2.CheckID()
+		if r1 != r2 {
+			t.Fatalf("id rule changed")
+		}
+	})
+}
+
+// FuzzReader: the reader never panics, never loses bytes (the spans of
+// the lines it returns, blank ones aside, lie in order inside the input),
+// and every returned line's text is inside its span.
+func FuzzReader(f *testing.F) {
+	f.Add([]byte("a\r\nb\rc\n\n  \x1c\t\n\xc2\xa0d\n\xff\nlast"))
+	f.Add([]byte("\r\r\n\n\r"))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		r := bplog.NewReader(bytes.NewReader(data))
+		var last int64
+		n := 0
+		for r.Next() {
+			l := r.Line()
+			if l.Offset < last || l.End < l.Offset || l.End > int64(len(data)) || l.Number <= n {
+				t.Fatalf("bad span %+v after %d", l, last)
+			}
+			if l.Err == nil && !bytes.Contains(data[l.Offset:l.End], l.Text) {
+				t.Fatalf("text %q not in span", l.Text)
+			}
+			if l.Err == nil && (bytes.ContainsAny(l.Text, "\r\n") || strings.TrimSpace(string(l.Text)) == "") {
+				t.Fatalf("line text %q", l.Text)
+			}
+			last, n = l.End, l.Number
+		}
+		if r.Err() != nil {
+			t.Fatal(r.Err())
+		}
+	})
+}
