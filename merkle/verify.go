@@ -84,8 +84,13 @@ func (p Problem) String() string {
 	if p.Path != "" {
 		fmt.Fprintf(&b, " %s", strconv.Quote(p.Path))
 	}
-	if p.Want != "" || p.Got != "" {
+	switch {
+	case p.Want != "" && p.Got != "":
 		fmt.Fprintf(&b, ": want %s, got %s", p.Want, p.Got)
+	case p.Want != "":
+		fmt.Fprintf(&b, ": want %s", p.Want)
+	case p.Got != "":
+		fmt.Fprintf(&b, ": got %s", p.Got)
 	}
 	if p.Detail != "" {
 		fmt.Fprintf(&b, " (%s)", p.Detail)
@@ -342,7 +347,7 @@ func checkDisk(r *Report, m Manifest, s *scan) {
 	}
 	for _, e := range s.files {
 		if !listed[e.Path] {
-			r.problem(Problem{Kind: PhantomFile, Path: e.Path, Got: e.SHA256, Detail: fmt.Sprintf("%d bytes", e.Size)})
+			r.problem(Problem{Kind: PhantomFile, Path: e.Path, Got: e.SHA256, Detail: fmt.Sprintf("size %d", e.Size)})
 		}
 	}
 	for _, p := range s.badNames {
