@@ -32,31 +32,36 @@ type Entry struct {
 
 // Value returns e as a canonical JSON object.
 func (e Entry) Value() (canon.Value, error) {
-	var b canon.ObjectBuilder
+	members := make([]canon.Member, 0, 3+len(e.Extra))
 	for _, m := range e.Extra {
 		switch m.Key {
 		case "path", "sha256", "size":
 			return canon.Value{}, fmt.Errorf("merkle: entry %q: extra member %q duplicates a field", e.Path, m.Key)
 		}
-		b.Set(m.Key, m.Value)
+		members = append(members, m)
 	}
-	b.Set("path", canon.StringValue(e.Path))
-	b.Set("sha256", canon.StringValue(e.SHA256))
-	b.Set("size", canon.IntValue(e.Size))
-	return b.Value(), nil
+	members = append(members,
+		canon.Member{Key: "path", Value: canon.StringValue(e.Path)},
+		canon.Member{Key: "sha256", Value: canon.StringValue(e.SHA256)},
+		canon.Member{Key: "size", Value: canon.IntValue(e.Size)},
+	)
+	return canon.ObjectValue(members...), nil
 }
 
 // Leaf returns the canonical JSON bytes of e: the Merkle leaf's preimage.
-func (e Entry) Leaf() ([]byte, error) {
+func (e Entry) Leaf() ([]byte, error) { return e.AppendLeaf(nil) }
+
+// AppendLeaf appends the canonical JSON bytes of e to dst.
+func (e Entry) AppendLeaf(dst []byte) ([]byte, error) {
 	v, err := e.Value()
 	if err != nil {
-		return nil, err
+		return dst, err
 	}
-	b, err := canon.Encode(v)
+	out, err := canon.AppendEncode(dst, v)
 	if err != nil {
-		return nil, fmt.Errorf("merkle: entry %q: %w", e.Path, err)
+		return dst, fmt.Errorf("merkle: entry %q: %w", e.Path, err)
 	}
-	return b, nil
+	return out, nil
 }
 
 // ErrUnsorted is returned (wrapped, naming the entries) when entries are
@@ -100,12 +105,13 @@ func RootOf(entries []Entry) (Hash, error) {
 // rootUnchecked returns the root of entries in the order given.
 func rootUnchecked(entries []Entry) (Hash, error) {
 	var b Builder
+	var buf []byte
 	for _, e := range entries {
-		leaf, err := e.Leaf()
-		if err != nil {
+		var err error
+		if buf, err = e.AppendLeaf(buf[:0]); err != nil {
 			return Hash{}, err
 		}
-		b.Add(leaf)
+		b.Add(buf)
 	}
 	return b.Root(), nil
 }
