@@ -1,7 +1,6 @@
 package merkle
 
 import (
-	"errors"
 	"fmt"
 	"time"
 )
@@ -126,7 +125,7 @@ func Build(dir string, opts BuildOptions) (*BuildResult, error) {
 	defer t.Close()
 	s := t.walk(ex, opts.Cache)
 	if len(s.errs) > 0 {
-		return nil, fmt.Errorf("merkle: build %s: %w", dir, errors.Join(s.errs...))
+		return nil, fmt.Errorf("merkle: build %s: %w", dir, s.err())
 	}
 	if len(s.badNames) > 0 {
 		return nil, fmt.Errorf("merkle: build %s: file name %q is not valid UTF-8", dir, s.badNames[0])

@@ -38,6 +38,30 @@
 // ReferenceRoot recomputes a stored manifest's root the way the reference
 // does (sorting a copy).
 //
+// # Unknown members are kept and reported
+//
+// The reference hashes each entry as stored, whatever members it has, and
+// ignores unknown top-level members. ParseManifest therefore keeps unknown
+// members (Manifest.Extra, Entry.Extra): entry members stay in the Merkle
+// leaf, so the root matches the reference's, and Encode reproduces the
+// input. Verify lists every one of them as a warning, since nothing checks
+// them against the disk. Likewise SigRecord.Extra is covered by the
+// signature, which is over everything but "sig".
+//
+// # Verification
+//
+// Verify (or VerifyDir, which also reads manifest.json and
+// merkle_root.txt) returns a Report: per path, missing files, size and
+// digest mismatches, phantom files, unsafe manifest paths and symlinks
+// leading outside the directory; for the manifest, order, duplicates,
+// file_count and version faults; and three roots (merkle_root.txt, the
+// root recomputed from the manifest, the root of a fresh walk) with the
+// mismatches between them. Problems fail verification; warnings (unknown
+// members, skipped dangling links, a non-canonical manifest.json) do not.
+// A symlink leading outside the directory is a problem even though the
+// reference's walk only warns about it: its compliance suite counts it as
+// a phantom file.
+//
 // # Disk access
 //
 // Everything here is pure computation except Build and Verify (and

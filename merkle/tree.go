@@ -140,10 +140,34 @@ type Skipped struct {
 type scan struct {
 	files       []Entry // sorted by path
 	skipped     []Skipped
-	badNames    []string // names that are not valid UTF-8 (cannot be manifested)
-	errs        []error  // I/O errors, each naming its path
+	badNames    []string    // names that are not valid UTF-8 (cannot be manifested)
+	errs        []walkError // I/O errors
 	hashed      int
 	hashedBytes int64
+}
+
+// walkError is an I/O error met at Path during a walk.
+type walkError struct {
+	Path string
+	Err  error
+}
+
+// failed returns the paths of s.errs.
+func (s *scan) failed() map[string]bool {
+	m := make(map[string]bool, len(s.errs))
+	for _, e := range s.errs {
+		m[e.Path] = true
+	}
+	return m
+}
+
+// err joins s.errs, or returns nil.
+func (s *scan) err() error {
+	errs := make([]error, len(s.errs))
+	for i, e := range s.errs {
+		errs[i] = fmt.Errorf("%s: %w", e.Path, e.Err)
+	}
+	return errors.Join(errs...)
 }
 
 // walk lists every regular file under the root the way the reference's
@@ -156,7 +180,7 @@ func (t *tree) walk(exclude map[string]bool, cache HashCache) *scan {
 	s := new(scan)
 	err := fs.WalkDir(t.root.FS(), ".", func(p string, d fs.DirEntry, err error) error {
 		if err != nil {
-			s.errs = append(s.errs, fmt.Errorf("%s: %w", p, err))
+			s.errs = append(s.errs, walkError{p, err})
 			if d != nil && d.IsDir() {
 				return fs.SkipDir
 			}
@@ -180,7 +204,7 @@ func (t *tree) walk(exclude map[string]bool, cache HashCache) *scan {
 			var skip SkipReason
 			target, skip, err = t.followLink(p)
 			if err != nil {
-				s.errs = append(s.errs, fmt.Errorf("%s: %w", p, err))
+				s.errs = append(s.errs, walkError{p, err})
 				return nil
 			}
 			if skip != "" {
@@ -199,7 +223,7 @@ func (t *tree) walk(exclude map[string]bool, cache HashCache) *scan {
 			s.skipped = append(s.skipped, Skipped{Path: p, Reason: SkipNotRegular})
 			return nil
 		case err != nil:
-			s.errs = append(s.errs, fmt.Errorf("%s: %w", p, err))
+			s.errs = append(s.errs, walkError{p, err})
 			return nil
 		}
 		if hashed {
@@ -210,7 +234,7 @@ func (t *tree) walk(exclude map[string]bool, cache HashCache) *scan {
 		return nil
 	})
 	if err != nil {
-		s.errs = append(s.errs, err)
+		s.errs = append(s.errs, walkError{".", err})
 	}
 	SortEntries(s.files)
 	return s
@@ -223,8 +247,11 @@ func (t *tree) followLink(p string) (string, SkipReason, error) {
 	switch {
 	case errors.Is(err, errEscapes):
 		return "", SkipEscapingSymlink, nil
+	case errors.Is(err, fs.ErrPermission):
+		return "", "", err
 	case err != nil:
-		// Python's is_file() is false for a dangling or looping link.
+		// Python's is_file() is false for a dangling or looping link
+		// (ENOENT, ENOTDIR, ELOOP; Go reports a loop as "too many links").
 		return "", SkipBrokenSymlink, nil
 	}
 	fi, err := t.root.Stat(target)

@@ -273,20 +273,25 @@ func checkEntries(r *Report, t *tree, m Manifest, s *scan) {
 	for _, e := range s.files {
 		onDisk[e.Path] = e
 	}
+	failed := s.failed()
 	r.FilesMatchDisk = true
 	for _, e := range m.Files {
-		if !checkEntry(r, t, e, onDisk) {
+		if !checkEntry(r, t, e, onDisk, failed) {
 			r.FilesMatchDisk = false
 		}
 	}
 }
 
 // checkEntry reports what is wrong with one entry and whether it matched.
-func checkEntry(r *Report, t *tree, e Entry, onDisk map[string]Entry) bool {
+// Paths in failed could not be read by the walk, which reports them.
+func checkEntry(r *Report, t *tree, e Entry, onDisk map[string]Entry, failed map[string]bool) bool {
 	if err := CheckPath(e.Path); err != nil {
 		var pe *PathError
 		errors.As(err, &pe)
 		r.problem(Problem{Kind: UnsafePath, Path: e.Path, Detail: pe.Reason})
+		return false
+	}
+	if failed[e.Path] {
 		return false
 	}
 	got, ok := onDisk[e.Path]
@@ -360,8 +365,8 @@ func checkDisk(r *Report, m Manifest, s *scan) {
 			r.warning(Problem{Kind: SkippedPath, Path: sk.Path, Detail: string(sk.Reason) + " " + sk.Detail})
 		}
 	}
-	for _, err := range s.errs {
-		r.problem(Problem{Kind: Unreadable, Detail: err.Error()})
+	for _, e := range s.errs {
+		r.problem(Problem{Kind: Unreadable, Path: e.Path, Detail: e.Err.Error()})
 	}
 	if len(s.errs) > 0 || len(s.badNames) > 0 {
 		return // the walk is incomplete: no disk root
