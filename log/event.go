@@ -269,3 +269,83 @@ func (s Signer) Seal(body canon.Value) (*Event, []byte, error) {
 	}
 	return e, line, nil
 }
+
+// Encodings returns, from one encoding pass, the canonical bytes of the
+// whole event, of the event without sig (what the signature covers) and
+// of the event without event_id and sig (the profile-rule id preimage).
+func (e *Event) Encodings() (full, signed, idPre []byte, err error) {
+	members := e.Value.Members()
+	buf := make([]byte, 0, 512)
+	type span struct{ start, end int }
+	spans := make([]span, len(members))
+	for i, m := range members {
+		start := len(buf)
+		if buf, err = canon.AppendString(buf, m.Key); err != nil {
+			return nil, nil, nil, fmt.Errorf("%w: %w", ErrNotCanonical, err)
+		}
+		buf = append(buf, ':')
+		if buf, err = canon.AppendEncode(buf, m.Value); err != nil {
+			return nil, nil, nil, fmt.Errorf("%w: %w", ErrNotCanonical, err)
+		}
+		spans[i] = span{start, len(buf)}
+	}
+	out := make([]byte, 0, 3*len(buf)+6+2*len(members))
+	build := func(skip1, skip2 string) []byte {
+		start := len(out)
+		out = append(out, '{')
+		first := true
+		for i, m := range members {
+			if m.Key == skip1 || m.Key == skip2 {
+				continue
+			}
+			if !first {
+				out = append(out, ',')
+			}
+			first = false
+			out = append(out, buf[spans[i].start:spans[i].end]...)
+		}
+		out = append(out, '}')
+		return out[start:len(out):len(out)]
+	}
+	full = build("", "")
+	signed = build("sig", "")
+	idPre = build("sig", "event_id")
+	return full, signed, idPre, nil
+}
+
+// IDFromPreimage returns the event_id for canonical id-preimage bytes.
+func IDFromPreimage(pre []byte) string {
+	sum := sha256.Sum256(pre)
+	return IDPrefix + hex.EncodeToString(sum[:idHexLen/2])
+}
+
+// CheckIDWith is CheckID given the profile preimage from Encodings.
+func (e *Event) CheckIDWith(idPre []byte) (IDRule, string, error) {
+	want := IDFromPreimage(idPre)
+	if e.ID == want {
+		return IDProfile, want, nil
+	}
+	if e.Value.Has("actor_key_id") {
+		legacy, err := ComputeLegacyID(e.Value)
+		if err == nil && e.ID == legacy {
+			return IDLegacy, want, nil
+		}
+	}
+	return IDMismatch, want, nil
+}
+
+// VerifySignatureWith is VerifySignature given the signed bytes from
+// Encodings.
+func (e *Event) VerifySignatureWith(pub ed25519.PublicKey, signed []byte) error {
+	if e.Sig == "" {
+		return ErrNoSignature
+	}
+	sig, err := decodeSig(e.Sig)
+	if err != nil {
+		return err
+	}
+	if len(pub) != ed25519.PublicKeySize || !ed25519.Verify(pub, signed, sig) {
+		return ErrBadSignature
+	}
+	return nil
+}

@@ -24,6 +24,15 @@ func FuzzParseEvent(f *testing.F) {
 		if err != nil {
 			return
 		}
+		full, signed, idPre, err := e.Encodings()
+		if err != nil {
+			t.Fatalf("Encodings: %v", err)
+		}
+		sb, _ := e.SignedBytes()
+		pre, _ := canon.Encode(e.Value.Without("event_id", "sig"))
+		if !bytes.Equal(full, enc) || !bytes.Equal(signed, sb) || !bytes.Equal(idPre, pre) {
+			t.Fatalf("Encodings disagree with Encode")
+		}
 		e2, err := bplog.Parse(enc)
 		if err != nil {
 			t.Fatalf("canonical line %q does not parse: %v", enc, err)
