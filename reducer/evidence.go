@@ -7,48 +7,102 @@ import (
 	"github.com/backpack-field/backpack/internal/canon"
 )
 
-// record is one evidence record (the reference's Evidence dataclass).
+// record is one evidence record (the reference's Evidence dataclass) in
+// value form. Records are kept as canonical bytes (see evidence); this form
+// is used to build them and for the few that cannot be canonicalised.
 type record struct {
 	eventID    canon.Value
-	actor      string
-	ns         Namespace
-	ts         optString
 	value      canon.Value
+	actor      string
+	ts         optString
 	confidence float64
+	ns         Namespace
 }
 
-// evidence is the evidence of one key: every record in application order,
-// and the records grouped by the canonical text of their value.
+// evidence is the evidence index of one key.
 //
-// Grouping is lazy: recs[:grouped] are in groups. Groups only grow, and a
-// group's records are in application order, so the groups of recs[:n] for
-// any n <= grouped are the prefixes of the groups holding indices below n.
-// That is what lets a contested entry be a snapshot that records only n.
+// Records are stored as their canonical JSON (the to_dict() form), back to
+// back in buf: they are encoded once, while the event is at hand, and
+// contested entries are written by copying them. The buffer holds no
+// pointers, which keeps a large state cheap for the garbage collector.
+// A record that cannot be canonicalised (a non-finite float) takes no
+// bytes and is kept in odd instead.
+//
+// Records are grouped by the canonical text of their value, which is the
+// tail of their encoding. Grouping is lazy (recs[:grouped] are grouped),
+// groups only grow, and a group lists its records in application order, so
+// the groups of the first n records, for any n <= grouped, are prefixes of
+// the groups. That is why a contested entry only needs to record n.
 type evidence struct {
-	recs    []record
+	buf  []byte
+	ends []int // ends[i] is the end of record i in buf (its start is ends[i-1])
+	vals []int // vals[i] is where the value text of record i starts in buf
+
+	odd map[int]*record // records that cannot be canonicalised
+	// badValues counts records whose value cannot be canonicalised: the
+	// reference's contest raises on those.
+	badValues int
+
 	grouped int
-	groups  []*group          // sorted by text once sorted is true
+	groups  []*group          // sorted by text while sorted is true
 	byText  map[string]*group // nil while there is at most one group
 	sorted  bool
 }
 
 // group is the records of one key whose values have the same canonical
-// text, with their canonical encodings cached for hashing.
+// text.
 type group struct {
-	text   string
-	keyEnc []byte // canonical JSON of text followed by ':'
-	idx    []int  // indices into recs, increasing
-	enc    []byte // encodings of recs[idx[:len(ends)]], comma-joined
-	ends   []int  // ends[i]: len(enc) once record idx[i] is encoded
+	text   string  // canonical JSON of the value
+	keyEnc []byte  // canonical JSON of text followed by ':'
+	idx    []int32 // record indices, increasing
 }
 
-// groupUpTo groups recs[:n]. It fails, leaving the records from the first
-// bad one ungrouped, when a value cannot be canonicalised: the reference's
-// contest raises there.
+func (e *evidence) len() int { return len(e.ends) }
+
+func (e *evidence) start(i int) int {
+	if i == 0 {
+		return 0
+	}
+	return e.ends[i-1]
+}
+
+// recordBytes returns the canonical encoding of record i (empty when odd).
+func (e *evidence) recordBytes(i int) []byte { return e.buf[e.start(i):e.ends[i]] }
+
+// add appends a record.
+func (e *evidence) add(r *record) {
+	i := e.len()
+	start := len(e.buf)
+	buf, vstart, err := r.appendEncode(e.buf)
+	if err != nil {
+		buf, vstart = buf[:start], start
+		if e.odd == nil {
+			e.odd = make(map[int]*record)
+		}
+		rc := *r
+		e.odd[i] = &rc
+		if _, err := canon.Text(r.value); err != nil {
+			e.badValues++
+		}
+	}
+	e.buf = buf
+	e.ends = append(e.ends, len(buf))
+	e.vals = append(e.vals, vstart)
+}
+
+// valueText returns the canonical text of record i's value. It allocates
+// only for odd records.
+func (e *evidence) valueText(i int) ([]byte, error) {
+	if r := e.odd[i]; r != nil {
+		return canon.Encode(r.value)
+	}
+	return e.buf[e.vals[i] : e.ends[i]-1], nil // the encoding ends with the value and '}'
+}
+
+// groupUpTo groups the first n records.
 func (e *evidence) groupUpTo(n int) error {
-	var buf [128]byte
 	for ; e.grouped < n; e.grouped++ {
-		text, err := canon.AppendEncode(buf[:0], e.recs[e.grouped].value)
+		text, err := e.valueText(e.grouped)
 		if err != nil {
 			return err
 		}
@@ -57,9 +111,9 @@ func (e *evidence) groupUpTo(n int) error {
 			g = &group{text: string(text)}
 			g.keyEnc, _ = canon.AppendString(nil, g.text)
 			g.keyEnc = append(g.keyEnc, ':')
-			e.add(g)
+			e.addGroup(g)
 		}
-		g.idx = append(g.idx, e.grouped)
+		g.idx = append(g.idx, int32(e.grouped))
 	}
 	return nil
 }
@@ -74,7 +128,7 @@ func (e *evidence) find(text []byte) *group {
 	return nil
 }
 
-func (e *evidence) add(g *group) {
+func (e *evidence) addGroup(g *group) {
 	switch n := len(e.groups); {
 	case n == 0:
 		e.sorted = true
@@ -94,73 +148,77 @@ func (e *evidence) add(g *group) {
 // place, so it counts as a modification of the state.
 func (e *evidence) sortedGroups() []*group {
 	if !e.sorted {
-		slices.SortFunc(e.groups, func(a, b *group) int { return strings.Compare(a.text, b.text) })
+		slices.SortFunc(e.groups, cmpGroup)
 		e.sorted = true
 	}
 	return e.groups
 }
 
-// count returns how many of g's records are among recs[:n].
+// sortedGroupsCopy is sortedGroups without modifying e.
+func (e *evidence) sortedGroupsCopy() []*group {
+	if e.sorted {
+		return e.groups
+	}
+	gs := slices.Clone(e.groups)
+	slices.SortFunc(gs, cmpGroup)
+	return gs
+}
+
+func cmpGroup(a, b *group) int { return strings.Compare(a.text, b.text) }
+
+// count returns how many of g's records are among the first n.
 func (g *group) count(n int) int {
-	i, _ := slices.BinarySearch(g.idx, n)
+	i, _ := slices.BinarySearch(g.idx, int32(n))
 	return i
 }
 
-// encodeUpTo makes sure the first k records of g are encoded and returns
-// their comma-joined encodings.
-func (g *group) encodeUpTo(recs []record, k int) ([]byte, error) {
-	for len(g.ends) < k {
-		var err error
-		if len(g.ends) > 0 {
-			g.enc = append(g.enc, ',')
-		}
-		if g.enc, err = recs[g.idx[len(g.ends)]].appendEncode(g.enc); err != nil {
-			// Drop the partial record and its comma.
-			if len(g.ends) > 0 {
-				g.enc = g.enc[:g.ends[len(g.ends)-1]]
-			} else {
-				g.enc = g.enc[:0]
-			}
-			return nil, err
-		}
-		g.ends = append(g.ends, len(g.enc))
+// recordValue returns record i as the reference's to_dict() would.
+func (e *evidence) recordValue(i int) canon.Value {
+	if r := e.odd[i]; r != nil {
+		return r.toValue()
 	}
-	if k == 0 {
-		return nil, nil
+	v, err := canon.Parse(e.recordBytes(i))
+	if err != nil {
+		panic("bug: reducer: stored evidence record does not parse: " + err.Error())
 	}
-	return g.enc[:g.ends[k-1]], nil
+	return v
 }
 
-// appendEncode appends the canonical JSON of the record's to_dict().
-func (r *record) appendEncode(dst []byte) ([]byte, error) {
+// appendEncode appends the canonical JSON of the record's to_dict() and
+// returns where the value's text starts.
+func (r *record) appendEncode(dst []byte) ([]byte, int, error) {
 	var err error
 	dst = append(dst, `{"actor":`...)
-	dst, _ = canon.AppendString(dst, r.actor)
+	if dst, err = canon.AppendString(dst, r.actor); err != nil {
+		return dst, 0, err
+	}
 	dst = append(dst, `,"confidence":`...)
 	if dst, err = canon.AppendFloat(dst, r.confidence); err != nil {
-		return dst, err
+		return dst, 0, err
 	}
 	dst = append(dst, `,"event_id":`...)
 	if dst, err = canon.AppendEncode(dst, r.eventID); err != nil {
-		return dst, err
+		return dst, 0, err
 	}
 	dst = append(dst, `,"namespace":"`...)
 	dst = append(dst, namespaceNames[r.ns]...)
 	dst = append(dst, `","timestamp_utc":`...)
-	dst = appendOptString(dst, r.ts)
-	dst = append(dst, `,"value":`...)
-	if dst, err = canon.AppendEncode(dst, r.value); err != nil {
-		return dst, err
+	if dst, err = appendOptString(dst, r.ts); err != nil {
+		return dst, 0, err
 	}
-	return append(dst, '}'), nil
+	dst = append(dst, `,"value":`...)
+	vstart := len(dst)
+	if dst, err = canon.AppendEncode(dst, r.value); err != nil {
+		return dst, 0, err
+	}
+	return append(dst, '}'), vstart, nil
 }
 
-func appendOptString(dst []byte, o optString) []byte {
+func appendOptString(dst []byte, o optString) ([]byte, error) {
 	if !o.valid {
-		return append(dst, "null"...)
+		return append(dst, "null"...), nil
 	}
-	dst, _ = canon.AppendString(dst, o.s) // strings in a State are valid UTF-8
-	return dst
+	return canon.AppendString(dst, o.s)
 }
 
 // toValue returns the record as the reference's to_dict() would.

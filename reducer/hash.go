@@ -166,7 +166,7 @@ func (s *State) encodeSlot(ks *keyState, ns Namespace) error {
 	case Local:
 		enc, err = ks.local.appendEncode(nil)
 	case Contested:
-		enc, err = ks.appendContested(nil)
+		enc, err = ks.encodeContested()
 	}
 	if err != nil {
 		return fmt.Errorf("reducer: %s entry %s cannot be canonicalised: %w", ns, strconv.Quote(ks.key), err)
@@ -177,13 +177,32 @@ func (s *State) encodeSlot(ks *keyState, ns Namespace) error {
 
 // writeSlot writes the cached encoding of ks's entry in ns.
 func (s *State) writeSlot(w *hashWriter, ks *keyState, ns Namespace) {
-	if ns == Archived {
+	switch ns {
+	case Archived:
 		w.writeByte('[')
 		w.write(ks.archEnc)
 		w.writeByte(']')
-		return
+	case Contested:
+		w.write(ks.slot[ns].enc)
+		c := &ks.cont
+		for i, p := range c.pieces {
+			if i > 0 {
+				w.writeByte(',')
+			}
+			w.write(p.keyEnc)
+			w.writeByte('[')
+			for j, idx := range p.idx {
+				if j > 0 {
+					w.writeByte(',')
+				}
+				w.write(ks.ev.recordBytes(int(idx)))
+			}
+			w.writeByte(']')
+		}
+		w.write(c.tail)
+	default:
+		w.write(ks.slot[ns].enc)
 	}
-	w.write(ks.slot[ns].enc)
 }
 
 func (ks *keyState) encodeArchived() error {
@@ -252,7 +271,9 @@ func (l *localEntry) appendEncode(dst []byte) ([]byte, error) {
 		return dst, err
 	}
 	dst = append(dst, `,"timestamp":`...)
-	dst = appendOptString(dst, l.ts)
+	if dst, err = appendOptString(dst, l.ts); err != nil {
+		return dst, err
+	}
 	dst = append(dst, `,"value":`...)
 	if dst, err = canon.AppendEncode(dst, l.value); err != nil {
 		return dst, err
@@ -260,46 +281,46 @@ func (l *localEntry) appendEncode(dst []byte) ([]byte, error) {
 	return append(dst, '}'), nil
 }
 
-// appendContested appends the contested entry of ks, filling the group
-// encodings it needs.
-func (ks *keyState) appendContested(dst []byte) ([]byte, error) {
+// encodeContested sets the encoding of ks's contested entry: the head in
+// the returned bytes, the groups in pieces and the rest in tail.
+func (ks *keyState) encodeContested() ([]byte, error) {
 	c := &ks.cont
+	c.pieces, c.tail = nil, nil
 	if c.literal != nil {
-		return canon.AppendEncode(dst, *c.literal)
+		return canon.AppendEncode(nil, *c.literal)
 	}
-	if err := ks.ev.groupUpTo(c.n); err != nil {
-		return dst, err
+	ev := &ks.ev
+	if err := ev.groupUpTo(c.n); err != nil {
+		return nil, err
 	}
-	var err error
-	dst = append(dst, `{"canonical_value":`...)
-	if dst, err = canon.AppendEncode(dst, c.canonicalValue); err != nil {
-		return dst, err
+	head, err := canon.AppendEncode(append([]byte(nil), `{"canonical_value":`...), c.canonicalValue)
+	if err != nil {
+		return nil, err
 	}
-	dst = append(dst, `,"evidence_by_value":{`...)
-	first := true
-	for _, g := range ks.ev.sortedGroups() {
+	head = append(head, `,"evidence_by_value":{`...)
+	var pieces []piece
+	for _, g := range ev.sortedGroups() {
 		k := g.count(c.n)
 		if k == 0 {
 			continue
 		}
-		enc, err := g.encodeUpTo(ks.ev.recs, k)
-		if err != nil {
-			return dst, err
+		p := piece{keyEnc: g.keyEnc, idx: g.idx[:k:k]}
+		if ev.odd != nil {
+			for _, i := range p.idx {
+				if r := ev.odd[int(i)]; r != nil {
+					_, _, err := r.appendEncode(nil)
+					return nil, err
+				}
+			}
 		}
-		if !first {
-			dst = append(dst, ',')
-		}
-		first = false
-		dst = append(dst, g.keyEnc...)
-		dst = append(dst, '[')
-		dst = append(dst, enc...)
-		dst = append(dst, ']')
+		pieces = append(pieces, p)
 	}
-	dst = append(dst, `},"reason":"`...)
-	dst = append(dst, reasonNames[c.reason]...)
-	dst = append(dst, `","status":"AWAITING_RESOLUTION","total_evidence_count":`...)
-	dst = strconv.AppendInt(dst, int64(c.n), 10)
-	return append(dst, '}'), nil
+	tail := append([]byte(nil), `},"reason":"`...)
+	tail = append(tail, reasonNames[c.reason]...)
+	tail = append(tail, `","status":"AWAITING_RESOLUTION","total_evidence_count":`...)
+	tail = strconv.AppendInt(tail, int64(c.n), 10)
+	c.pieces, c.tail = pieces, append(tail, '}')
+	return head, nil
 }
 
 // appendMetadata appends metadata_partial, or with withHash the exported

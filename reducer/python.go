@@ -406,8 +406,9 @@ func pyEq(a, b canon.Value, nested bool) bool {
 			}
 		}
 		return true
-	case nested && ak == canon.Float && bk == canon.Float && math.IsNaN(a.Float()) && math.IsNaN(b.Float()):
-		return true
+	case ak == canon.Float && bk == canon.Float:
+		x, y := a.Float(), b.Float()
+		return x == y || (nested && math.IsNaN(x) && math.IsNaN(y))
 	}
 	return canon.PyEqual(a, b)
 }

@@ -137,11 +137,25 @@ type localEntry struct {
 type contestEntry struct {
 	reason         uint8
 	canonicalValue canon.Value
-	// n is total_evidence_count: the entry shows the groups of ev.recs[:n].
+	// n is total_evidence_count: the entry shows the groups of the first
+	// n evidence records.
 	n int
 	// literal, when not nil, is the whole entry as loaded from a
 	// reference checkpoint without evidence (FromReferenceCheckpoint).
 	literal *canon.Value
+
+	// The encoding, set by encodeSlot: the slot's enc holds everything up
+	// to the groups, then come the groups, then tail.
+	pieces []piece
+	tail   []byte
+}
+
+// piece is one group of a contested entry's encoding: its key and the
+// records it shows. idx is a capped prefix of the group's index slice;
+// appends to the group never change it.
+type piece struct {
+	keyEnc []byte
+	idx    []int32
 }
 
 // optString is a string or null (a timestamp).
@@ -212,18 +226,19 @@ func (s *State) Apply(ev canon.Value) error {
 	if ev.Kind() != canon.Object {
 		return nil
 	}
-	eventID := or(or(ev.Field("event_id"), ev.Field("id")), unknownEvent)
-	typ := ev.Field("type")
-	payload := or(ev.Field("payload"), emptyObject)
+	var e envelope
+	e.read(ev)
+	eventID := or(or(e.eventID, e.id), unknownEvent)
+	payload := or(e.payload, emptyObject)
 	var err error
-	if typ.Kind() == canon.String {
-		switch typ.Str() {
+	if e.typ.Kind() == canon.String {
+		switch e.typ.Str() {
 		case "OBSERVATION":
-			err = s.observe(ev, eventID, payload, defaultObservationConfidence)
+			err = s.observe(&e, eventID, payload, defaultObservationConfidence)
 		case "ASSERTION":
-			err = s.observe(ev, eventID, payload, defaultAssertionConfidence)
+			err = s.observe(&e, eventID, payload, defaultAssertionConfidence)
 		case "ATTESTATION":
-			err = s.attest(ev, eventID, payload)
+			err = s.attest(&e, eventID, payload)
 		case "RETRACTION":
 			err = s.retract(eventID, payload)
 		case "REDUCER_EPOCH":
@@ -239,6 +254,60 @@ func (s *State) Apply(ev canon.Value) error {
 	s.eventCount++
 	s.hc.valid = false
 	return nil
+}
+
+// envelope holds the fields of an event the reducer reads (null when
+// absent), found in one pass over its members.
+type envelope struct {
+	eventID, id, typ, actor, namespace, payload canon.Value
+}
+
+func (e *envelope) read(ev canon.Value) {
+	for _, m := range ev.Members() {
+		switch m.Key {
+		case "event_id":
+			e.eventID = m.Value
+		case "id":
+			e.id = m.Value
+		case "type":
+			e.typ = m.Value
+		case "actor":
+			e.actor = m.Value
+		case "namespace":
+			e.namespace = m.Value
+		case "payload":
+			e.payload = m.Value
+		}
+	}
+}
+
+// body holds the payload fields the handlers read, found in one pass.
+type body struct {
+	subject, predicate, value, confidence, timestamp, timestampUTC canon.Value
+	actorKeyID, targetEventID                                      canon.Value
+}
+
+func (b *body) read(payload canon.Value) {
+	for _, m := range payload.Members() {
+		switch m.Key {
+		case "subject":
+			b.subject = m.Value
+		case "predicate":
+			b.predicate = m.Value
+		case "value":
+			b.value = m.Value
+		case "confidence":
+			b.confidence = m.Value
+		case "timestamp":
+			b.timestamp = m.Value
+		case "timestamp_utc":
+			b.timestampUTC = m.Value
+		case "actor_key_id":
+			b.actorKeyID = m.Value
+		case "target_event_id":
+			b.targetEventID = m.Value
+		}
+	}
 }
 
 var (
@@ -259,9 +328,9 @@ func checkPayload(payload canon.Value) error {
 	return nil
 }
 
-// actorOf returns str(e.actor or "unknown").
-func actorOf(ev canon.Value) string {
-	return pystr(or(ev.Field("actor"), unknownActor))
+// actor returns str(e.actor or "unknown").
+func (e *envelope) actorString() string {
+	return pystr(or(e.actor, unknownActor))
 }
 
 // namespaceOf returns the reference's _normalize_namespace(e.namespace):
@@ -269,8 +338,8 @@ func actorOf(ev canon.Value) string {
 // "local". Only ASCII letters can lower-case into a namespace name (Python
 // maps U+212A KELVIN SIGN to 'k', which no name contains), so an ASCII
 // comparison is exact.
-func namespaceOf(ev canon.Value) Namespace {
-	raw := ev.Field("namespace")
+func (e *envelope) normNamespace() Namespace {
+	raw := e.namespace
 	if !truthy(raw) {
 		return Local
 	}
@@ -290,17 +359,17 @@ func namespaceOf(ev canon.Value) Namespace {
 
 // keyOf returns the belief key str(subject) + ":" + str(predicate) in
 // s.scratch, or false when either is falsy.
-func (s *State) keyOf(payload canon.Value) ([]byte, bool) {
-	subj, pred := payload.Field("subject"), payload.Field("predicate")
+func (s *State) keyOf(b *body) ([]byte, bool) {
+	subj, pred := b.subject, b.predicate
 	if !truthy(subj) || !truthy(pred) {
 		return nil, false
 	}
-	b := s.scratch[:0]
-	b = appendPystr(b, subj)
-	b = append(b, ':')
-	b = appendPystr(b, pred)
-	s.scratch = b
-	return b, true
+	k := s.scratch[:0]
+	k = appendPystr(k, subj)
+	k = append(k, ':')
+	k = appendPystr(k, pred)
+	s.scratch = k
+	return k, true
 }
 
 func appendPystr(dst []byte, v canon.Value) []byte {
@@ -356,26 +425,28 @@ func (s *State) setDead(ks *keyState, ns Namespace) {
 }
 
 // observe handles OBSERVATION and ASSERTION (SPEC §6.4).
-func (s *State) observe(ev, eventID, payload canon.Value, def float64) error {
+func (s *State) observe(e *envelope, eventID, payload canon.Value, def float64) error {
 	if err := checkPayload(payload); err != nil {
 		return err
 	}
-	key, ok := s.keyOf(payload)
+	var b body
+	b.read(payload)
+	key, ok := s.keyOf(&b)
 	if !ok {
 		return nil
 	}
-	value := payload.Field("value")
-	conf, ok := safeFloat(payload.Field("confidence"), def)
+	value := b.value
+	conf, ok := safeFloat(b.confidence, def)
 	if !ok {
 		return raise("confidence is an integer too large for a float (OverflowError)")
 	}
-	ts := timestampOf(payload)
-	actor := actorOf(ev)
+	ts := b.timestampString()
+	actor := e.actorString()
 	ks := s.ensure(key)
-	ks.ev.recs = append(ks.ev.recs, record{
+	ks.ev.add(&record{
 		eventID:    eventID,
 		actor:      actor,
-		ns:         namespaceOf(ev),
+		ns:         e.normNamespace(),
 		ts:         ts,
 		value:      value,
 		confidence: conf,
@@ -403,16 +474,16 @@ func (s *State) observe(ev, eventID, payload canon.Value, def float64) error {
 		provenance:    eventID,
 		actor:         actor,
 		ts:            ts,
-		evidenceCount: int64(len(ks.ev.recs)),
+		evidenceCount: int64(ks.ev.len()),
 	}
 	s.setLive(ks, Local)
 	return nil
 }
 
-// timestampOf returns str(payload.timestamp or payload.timestamp_utc), or
-// null when that is null.
-func timestampOf(payload canon.Value) optString {
-	ts := or(payload.Field("timestamp"), payload.Field("timestamp_utc"))
+// timestampString returns str(payload.timestamp or payload.timestamp_utc),
+// or null when that is null.
+func (b *body) timestampString() optString {
+	ts := or(b.timestamp, b.timestampUTC)
 	if ts.IsNull() {
 		return optString{}
 	}
@@ -423,25 +494,30 @@ func timestampOf(payload canon.Value) optString {
 // groups by canonical value text are kept incrementally; the entry only
 // records how much evidence it shows.
 func (s *State) contest(ks *keyState, reason uint8) error {
-	if err := ks.ev.groupUpTo(len(ks.ev.recs)); err != nil {
-		return raise("contest: evidence value cannot be canonicalised (ValueError): " + err.Error())
+	if ks.ev.badValues > 0 {
+		return raise("contest: an evidence value cannot be canonicalised (ValueError)")
+	}
+	if err := ks.ev.groupUpTo(ks.ev.len()); err != nil {
+		panic("bug: reducer: grouping failed without a bad value: " + err.Error())
 	}
 	cv := canon.NullValue()
 	if ks.slot[Canonical].live {
 		cv = ks.canon.value
 	}
-	ks.cont = contestEntry{reason: reason, canonicalValue: cv, n: len(ks.ev.recs)}
+	ks.cont = contestEntry{reason: reason, canonicalValue: cv, n: ks.ev.len()}
 	s.setLive(ks, Contested)
 	s.setDead(ks, Local)
 	return nil
 }
 
 // attest handles ATTESTATION (SPEC §6.6).
-func (s *State) attest(ev, eventID, payload canon.Value) error {
+func (s *State) attest(e *envelope, eventID, payload canon.Value) error {
 	if err := checkPayload(payload); err != nil {
 		return err
 	}
-	key, ok := s.keyOf(payload)
+	var b body
+	b.read(payload)
+	key, ok := s.keyOf(&b)
 	if !ok {
 		return nil
 	}
@@ -451,9 +527,9 @@ func (s *State) attest(ev, eventID, payload canon.Value) error {
 		s.setLive(ks, Archived)
 	}
 	ks.canon = canonEntry{
-		value:              payload.Field("value"),
-		attestedBy:         or(payload.Field("actor_key_id"), canon.StringValue(actorOf(ev))),
-		provenance:         or(payload.Field("target_event_id"), eventID),
+		value:              b.value,
+		attestedBy:         or(b.actorKeyID, canon.StringValue(e.actorString())),
+		provenance:         or(b.targetEventID, eventID),
 		attestationEventID: eventID,
 	}
 	s.setLive(ks, Canonical)
@@ -467,7 +543,9 @@ func (s *State) retract(eventID, payload canon.Value) error {
 	if err := checkPayload(payload); err != nil {
 		return err
 	}
-	key, ok := s.keyOf(payload)
+	var b body
+	b.read(payload)
+	key, ok := s.keyOf(&b)
 	if !ok {
 		return nil
 	}

@@ -2,8 +2,6 @@ package reducer
 
 import (
 	"iter"
-	"slices"
-	"strings"
 
 	"github.com/backpack-field/backpack/internal/canon"
 )
@@ -109,11 +107,7 @@ func (ks *keyState) contestedValue() canon.Value {
 	if c.literal != nil {
 		return *c.literal
 	}
-	groups := ks.ev.groups
-	if !ks.ev.sorted {
-		groups = slices.Clone(groups)
-		slices.SortFunc(groups, func(a, b *group) int { return strings.Compare(a.text, b.text) })
-	}
+	groups := ks.ev.sortedGroupsCopy()
 	byValue := make([]canon.Member, 0, len(groups))
 	for _, g := range groups {
 		k := g.count(c.n)
@@ -122,7 +116,7 @@ func (ks *keyState) contestedValue() canon.Value {
 		}
 		recs := make([]canon.Value, k)
 		for i, idx := range g.idx[:k] {
-			recs[i] = ks.ev.recs[idx].toValue()
+			recs[i] = ks.ev.recordValue(int(idx))
 		}
 		byValue = append(byValue, canon.Member{Key: g.text, Value: canon.ArrayValue(recs...)})
 	}
@@ -172,12 +166,12 @@ func (s *State) metadataValue() canon.Value {
 func (s *State) Evidence() canon.Value {
 	m := make([]canon.Member, 0, len(s.keys))
 	for key, ks := range s.keys {
-		if len(ks.ev.recs) == 0 {
+		if ks.ev.len() == 0 {
 			continue
 		}
-		recs := make([]canon.Value, len(ks.ev.recs))
-		for i := range ks.ev.recs {
-			recs[i] = ks.ev.recs[i].toValue()
+		recs := make([]canon.Value, ks.ev.len())
+		for i := range recs {
+			recs[i] = ks.ev.recordValue(i)
 		}
 		m = append(m, canon.Member{Key: key, Value: canon.ArrayValue(recs...)})
 	}
