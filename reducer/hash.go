@@ -22,7 +22,8 @@ import (
 // last mark before the first changed entry. Sections only grow (dead
 // entries keep their place), so positions before a change are stable.
 
-const markEvery = 32 << 10
+// markEvery is the spacing of resumable marks, in bytes (a variable for tests).
+var markEvery = 32 << 10
 
 // hashCache is the incremental hashing state of a State.
 type hashCache struct {
