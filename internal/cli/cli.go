@@ -1,0 +1,248 @@
+// Package cli is backpack's command line: one file per subcommand, the
+// help texts, and the single table that turns errors into exit codes.
+package cli
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"sort"
+
+	"github.com/backpack-field/backpack/internal/store"
+	bplog "github.com/backpack-field/backpack/log"
+)
+
+// Exit codes. They are documented in the README and in `backpack help
+// exit-codes`; scripts may rely on them.
+const (
+	ExitOK       = 0 // success
+	ExitFailed   = 1 // verification failed (verify found a problem)
+	ExitUsage    = 2 // bad command line
+	ExitNotFound = 3 // not a backpack, or a file is missing
+	ExitLocked   = 4 // another process is writing this backpack
+	ExitNoKey    = 5 // no usable signing key
+	ExitError    = 6 // any other error (I/O, bad input)
+)
+
+const exitCodesHelp = `Exit codes:
+  0  success
+  1  verification failed: verify found a problem (details in its report)
+  2  usage: unknown command, bad flag or argument
+  3  not a backpack (no identity/genesis.json) or a named file is missing
+  4  locked: another process (an agent, another append) is writing this backpack
+  5  no signing key: pass --key FILE, set BACKPACK_KEY, or use the key init made
+  6  any other error (I/O error, invalid input); the message says what`
+
+// usageError marks a command-line mistake.
+type usageError struct{ msg string }
+
+func (e *usageError) Error() string { return e.msg }
+
+func usagef(format string, args ...any) error { return &usageError{fmt.Sprintf(format, args...)} }
+
+// failedError means a check ran and found problems (already reported).
+var errFailed = errors.New("verification failed")
+
+// exitCode is the one place errors become exit codes.
+func exitCode(err error) int {
+	var ue *usageError
+	switch {
+	case err == nil:
+		return ExitOK
+	case errors.Is(err, errFailed):
+		return ExitFailed
+	case errors.As(err, &ue), errors.Is(err, flag.ErrHelp):
+		return ExitUsage
+	case errors.Is(err, store.ErrNotBackpack), errors.Is(err, os.ErrNotExist):
+		return ExitNotFound
+	case errors.Is(err, bplog.ErrLocked):
+		return ExitLocked
+	case errors.Is(err, store.ErrNoKey):
+		return ExitNoKey
+	}
+	return ExitError
+}
+
+// hint adds advice for errors a user can fix.
+func hint(err error) string {
+	switch {
+	case errors.Is(err, bplog.ErrLocked):
+		return "another backpack process (an agent or a running command) holds the lock; wait for it or stop it"
+	case errors.Is(err, store.ErrNoKey):
+		return "pass --key FILE (the key file `backpack init` wrote) or set BACKPACK_KEY"
+	case errors.Is(err, store.ErrNotBackpack):
+		return "create one with `backpack init DIR`"
+	}
+	return ""
+}
+
+// env is what a command runs with.
+type env struct {
+	ctx    context.Context
+	stdin  io.Reader
+	stdout io.Writer
+	stderr io.Writer
+}
+
+// logger reports repairs and other notices from the store on stderr.
+func (e *env) logger() *slog.Logger {
+	return slog.New(slog.NewTextHandler(e.stderr, &slog.HandlerOptions{
+		Level: slog.LevelWarn,
+		ReplaceAttr: func(groups []string, a slog.Attr) slog.Attr {
+			if a.Key == slog.TimeKey && len(groups) == 0 {
+				return slog.Attr{}
+			}
+			return a
+		},
+	}))
+}
+
+type command struct {
+	name    string
+	summary string
+	run     func(e *env, args []string) error
+}
+
+func commands() []command {
+	return []command{
+		{"init", "create a backpack and its device key", runInit},
+		{"append", "sign and append events", runAppend},
+		{"verify", "check ids, signatures, chains, forks, manifest, Merkle root, caches", runVerify},
+		{"state", "print the reducer state or its hash", runState},
+		{"log", "list events", runLog},
+		{"forks", "list actors whose chains split", runForks},
+		{"manifest", "rebuild and re-sign manifest.json, merkle_root.txt, manifest.sig", runManifest},
+		{"checkpoint", "write a signed state checkpoint", runCheckpoint},
+		{"demo", "run a field scenario in a temporary directory", runDemo},
+	}
+}
+
+// Main runs the command line and returns the exit code.
+func Main(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
+	e := &env{ctx: ctx, stdin: stdin, stdout: stdout, stderr: stderr}
+	if len(args) == 0 {
+		usage(stderr)
+		return ExitUsage
+	}
+	name := args[0]
+	switch name {
+	case "help", "-h", "--help", "-help":
+		if len(args) > 1 && args[1] == "exit-codes" {
+			fmt.Fprintln(stdout, exitCodesHelp)
+			return ExitOK
+		}
+		if len(args) > 1 {
+			return Main(ctx, []string{args[1], "--help"}, stdin, stdout, stderr)
+		}
+		usage(stdout)
+		return ExitOK
+	case "version", "--version":
+		fmt.Fprintln(stdout, "backpack (Provara v1.0 compatible)")
+		return ExitOK
+	}
+	for _, c := range commands() {
+		if c.name != name {
+			continue
+		}
+		err := c.run(e, args[1:])
+		if errors.Is(err, flag.ErrHelp) {
+			return ExitOK
+		}
+		if err != nil && !errors.Is(err, errFailed) {
+			fmt.Fprintf(stderr, "backpack %s: %v\n", name, err)
+			if h := hint(err); h != "" {
+				fmt.Fprintf(stderr, "hint: %s\n", h)
+			}
+		}
+		return exitCode(err)
+	}
+	fmt.Fprintf(stderr, "backpack: unknown command %q\n\n", name)
+	usage(stderr)
+	return ExitUsage
+}
+
+func usage(w io.Writer) {
+	fmt.Fprintln(w, "backpack keeps a signed, append-only record (a Provara v1.0 backpack) in the field.")
+	fmt.Fprintln(w, "\nUsage: backpack COMMAND [ARGS]   (backpack help COMMAND, or COMMAND --help)")
+	fmt.Fprintln(w, "\nCommands:")
+	for _, c := range commands() {
+		fmt.Fprintf(w, "  %-11s %s\n", c.name, c.summary)
+	}
+	fmt.Fprintln(w, "\n"+exitCodesHelp)
+}
+
+// newFlags returns a FlagSet whose --help prints the command's usage.
+func newFlags(e *env, name, args, about string) *flag.FlagSet {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.SetOutput(e.stderr)
+	fs.Usage = func() {
+		out := e.stderr
+		fmt.Fprintf(out, "Usage: backpack %s %s\n\n%s\n\nFlags:\n", name, args, about)
+		fs.SetOutput(out)
+		fs.PrintDefaults()
+		fmt.Fprintln(out, "\n"+exitCodesHelp)
+	}
+	return fs
+}
+
+// parseArgs parses flags anywhere among the positional arguments.
+func parseArgs(fs *flag.FlagSet, args []string) ([]string, error) {
+	var pos []string
+	for {
+		if err := fs.Parse(args); err != nil {
+			if errors.Is(err, flag.ErrHelp) {
+				return nil, err
+			}
+			return nil, &usageError{err.Error()}
+		}
+		args = fs.Args()
+		if len(args) == 0 {
+			return pos, nil
+		}
+		if args[0] == "--" {
+			return append(pos, args[1:]...), nil
+		}
+		pos = append(pos, args[0])
+		args = args[1:]
+	}
+}
+
+func onePositional(fs *flag.FlagSet, args []string, what string) (string, error) {
+	pos, err := parseArgs(fs, args)
+	if err != nil {
+		return "", err
+	}
+	if len(pos) != 1 {
+		fs.Usage()
+		return "", usagef("need exactly one %s, got %d arguments", what, len(pos))
+	}
+	return pos[0], nil
+}
+
+func writeJSON(w io.Writer, v any) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	enc.SetEscapeHTML(false)
+	return enc.Encode(v)
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
+}
+
+func shortID(s string) string {
+	if len(s) > 16 {
+		return s[:16]
+	}
+	return s
+}

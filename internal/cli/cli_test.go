@@ -1,0 +1,123 @@
+package cli_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/backpack-field/backpack/internal/cli"
+)
+
+func isolate(t *testing.T) string {
+	t.Helper()
+	base := t.TempDir()
+	t.Setenv("XDG_CONFIG_HOME", filepath.Join(base, "config"))
+	t.Setenv("XDG_STATE_HOME", filepath.Join(base, "state"))
+	t.Setenv("BACKPACK_KEY", "")
+	return base
+}
+
+func run(t *testing.T, stdin string, args ...string) (string, int) {
+	t.Helper()
+	var out bytes.Buffer
+	code := cli.Main(context.Background(), args, strings.NewReader(stdin), &out, &out)
+	return out.String(), code
+}
+
+func mustRun(t *testing.T, args ...string) string {
+	t.Helper()
+	out, code := run(t, "", args...)
+	if code != 0 {
+		t.Fatalf("backpack %v: exit %d\n%s", args, code, out)
+	}
+	return out
+}
+
+func TestEndToEnd(t *testing.T) {
+	base := isolate(t)
+	dir := filepath.Join(base, "bp")
+	var res map[string]any
+	if err := json.Unmarshal([]byte(mustRun(t, "init", dir, "--actor", "surveyor", "--json")), &res); err != nil {
+		t.Fatal(err)
+	}
+	if res["actor"] != "surveyor" {
+		t.Errorf("init: %v", res)
+	}
+	mustRun(t, "append", dir, "--type", "OBSERVATION", "--subject", "door_01", "--predicate", "status", "--value", "open", "--confidence", "0.9")
+	if out, code := run(t, `{"type":"ASSERTION","payload":{"subject":"door_01","predicate":"status","value":"closed"}}`+"\n", "append", dir, "--event", "-", "--json"); code != 0 || !strings.Contains(out, `"appended"`) {
+		t.Fatalf("append --event: %d %s", code, out)
+	}
+	out := mustRun(t, "verify", dir)
+	if !strings.Contains(out, "OK: 0 failures") {
+		t.Errorf("verify: %s", out)
+	}
+	hash := strings.TrimSpace(mustRun(t, "state", dir, "--hash"))
+	if len(hash) != 64 || !strings.Contains(out, hash) {
+		t.Errorf("state --hash %q not the hash verify replayed", hash)
+	}
+	// The assertion disagrees with a confident observation: contested.
+	if out := mustRun(t, "state", dir, "--namespace", "contested"); !strings.Contains(out, `"door_01:status"`) || !strings.Contains(out, `"\"open\""`) {
+		t.Errorf("state: %s", out)
+	}
+	if out := mustRun(t, "log", dir); strings.Count(out, "\n") != 4 || !strings.Contains(out, "door_01:status") {
+		t.Errorf("log: %s", out)
+	}
+	if out := mustRun(t, "forks", dir); !strings.Contains(out, "no forks") {
+		t.Errorf("forks: %s", out)
+	}
+	mustRun(t, "checkpoint", dir)
+	mustRun(t, "manifest", dir)
+	mustRun(t, "verify", dir, "-q")
+}
+
+func TestExitCodes(t *testing.T) {
+	base := isolate(t)
+	dir := filepath.Join(base, "bp")
+	if _, code := run(t, "", "nonsense"); code != cli.ExitUsage {
+		t.Errorf("unknown command: %d", code)
+	}
+	if _, code := run(t, "", "verify"); code != cli.ExitUsage {
+		t.Errorf("missing arg: %d", code)
+	}
+	if _, code := run(t, "", "verify", filepath.Join(base, "nothing")); code != cli.ExitNotFound {
+		t.Errorf("not a backpack: %d", code)
+	}
+	if out, code := run(t, "", "append", "--help"); code != 0 || !strings.Contains(out, "--subject") {
+		t.Errorf("--help: %d %s", code, out)
+	}
+	mustRun(t, "init", dir)
+	// Without its key (moved away), append says so with its own code.
+	keys, _ := filepath.Glob(filepath.Join(base, "config", "backpack", "keys", "*.json"))
+	if len(keys) != 1 {
+		t.Fatalf("keys %v", keys)
+	}
+	os.Rename(keys[0], filepath.Join(base, "key.json"))
+	if out, code := run(t, "", "append", dir, "--type", "OBSERVATION", "--subject", "a", "--predicate", "b", "--value", "1"); code != cli.ExitNoKey {
+		t.Errorf("no key: %d %s", code, out)
+	}
+	mustRun(t, "append", dir, "--key", filepath.Join(base, "key.json"), "--type", "OBSERVATION", "--subject", "a", "--predicate", "b", "--value", "1")
+	// A tampered log fails verify with exit 1.
+	p := filepath.Join(dir, "events", "events.ndjson")
+	data, _ := os.ReadFile(p)
+	os.WriteFile(p, bytes.Replace(data, []byte(`"value":1`), []byte(`"value":2`), 1), 0o644)
+	if out, code := run(t, "", "verify", dir); code != cli.ExitFailed || !strings.Contains(out, "line 3") {
+		t.Errorf("tampered: %d %s", code, out)
+	}
+}
+
+func TestDemo(t *testing.T) {
+	isolate(t)
+	out, code := run(t, "", "demo")
+	if code != 0 {
+		t.Fatalf("demo exit %d\n%s", code, out)
+	}
+	for _, s := range []string{"Demo complete", "contested", "FAILED", "quarantine"} {
+		if !strings.Contains(out, s) {
+			t.Errorf("demo output lacks %q", s)
+		}
+	}
+}

@@ -1,0 +1,190 @@
+package cli
+
+import (
+	"bytes"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+)
+
+// The demo runs a small field scenario through the real commands, in a
+// temporary directory, and narrates it. It grows with every capability.
+
+func runDemo(e *env, args []string) error {
+	fs := newFlags(e, "demo", "[flags]", `Run a field scenario in a temporary directory: two devices of a water-point
+survey each create a backpack, record observations, an assertion, a
+coordinator's attestation, a contested reading and a retraction; then
+verify, state, log, a checkpoint, a crash in the middle of an append that
+is repaired on the next open, and a tampered copy that verify pins down.`)
+	keep := fs.Bool("keep", false, "keep the temporary directory")
+	if _, err := parseArgs(fs, args); err != nil {
+		return err
+	}
+	tmp, err := os.MkdirTemp("", "backpack-demo-")
+	if err != nil {
+		return err
+	}
+	if *keep {
+		defer fmt.Fprintf(e.stdout, "\nThe demo's files are kept in %s\n", tmp)
+	} else {
+		defer os.RemoveAll(tmp)
+	}
+	// Keys and device-local state go inside the demo directory, not the
+	// user's home.
+	for k, sub := range map[string]string{"XDG_CONFIG_HOME": "config", "XDG_STATE_HOME": "state"} {
+		old, had := os.LookupEnv(k)
+		os.Setenv(k, filepath.Join(tmp, sub))
+		defer func() {
+			if had {
+				os.Setenv(k, old)
+			} else {
+				os.Unsetenv(k)
+			}
+		}()
+	}
+	d := &demoRun{e: e}
+	north := filepath.Join(tmp, "north-camp")
+	mobile := filepath.Join(tmp, "mobile-team")
+
+	d.step("Two devices start their own backpacks")
+	d.run("init", north, "--actor", "north_camp_laptop", "--uid", "wash-survey-north")
+	d.run("init", mobile, "--actor", "mobile_team_tablet", "--uid", "wash-survey-mobile")
+
+	d.step("The north camp records what it sees at two water points")
+	d.run("append", north, "--type", "OBSERVATION", "--subject", "waterpoint_07", "--predicate", "status", "--value", `"working"`, "--confidence", "0.9")
+	d.run("append", north, "--type", "OBSERVATION", "--subject", "waterpoint_07", "--predicate", "chlorine_mg_l", "--value", "0.4", "--confidence", "0.8")
+	d.run("append", north, "--type", "ASSERTION", "--subject", "waterpoint_12", "--predicate", "status", "--value", `"dry"`)
+	d.step("A second enumerator disagrees about waterpoint_07 (both confident): the belief becomes contested")
+	d.run("append", north, "--type", "OBSERVATION", "--subject", "waterpoint_07", "--predicate", "status", "--value", `"broken"`, "--confidence", "0.85", "--actor", "enumerator_b")
+	d.run("state", north, "--namespace", "contested")
+	d.step("The coordinator attests the checked value; a wrong reading is retracted")
+	d.run("append", north, "--type", "ATTESTATION", "--subject", "waterpoint_07", "--predicate", "status", "--value", `"working"`, "--actor", "coordinator")
+	d.run("append", north, "--type", "OBSERVATION", "--subject", "waterpoint_12", "--predicate", "queue_length", "--value", "40")
+	d.run("append", north, "--type", "RETRACTION", "--subject", "waterpoint_12", "--predicate", "queue_length")
+	d.step("A batch from a script, one event object per line on stdin")
+	d.runStdin(`{"type":"OBSERVATION","payload":{"subject":"latrine_block_3","predicate":"usable","value":true,"confidence":0.7}}
+{"type":"OBSERVATION","payload":{"subject":"household_118","predicate":"members","value":6}}
+`, "append", north, "--event", "-")
+	d.step("The mobile team works offline on its own tablet")
+	d.run("append", mobile, "--type", "OBSERVATION", "--subject", "waterpoint_21", "--predicate", "status", "--value", `"working"`, "--confidence", "0.95")
+
+	d.step("Everything verifies: ids, signatures, chains, manifest, Merkle root, manifest.sig")
+	d.run("verify", north)
+	d.run("verify", mobile, "-q")
+	d.step("The reducer's view (byte-compatible with the Provara reference) and its hash")
+	d.run("state", north, "--namespace", "canonical")
+	d.run("state", north, "--hash")
+	d.run("log", north, "-n", "5")
+	d.run("forks", north)
+	d.step("A signed checkpoint of the state")
+	d.run("checkpoint", north)
+
+	d.step("Power fails in the middle of an append: half a line is left at the end of the log")
+	logPath := filepath.Join(north, "events", "events.ndjson")
+	f, err := os.OpenFile(logPath, os.O_APPEND|os.O_WRONLY, 0)
+	if err != nil {
+		return err
+	}
+	f.WriteString(`{"actor":"north_camp_laptop","payload":{"subject":"waterpoint_0`)
+	f.Close()
+	d.say("The next append repairs the log (the torn bytes go to the device's quarantine, complete lines untouched):")
+	d.run("append", north, "--type", "OBSERVATION", "--subject", "waterpoint_07", "--predicate", "status", "--value", `"working"`, "--confidence", "0.95")
+	d.run("verify", north, "-q")
+
+	d.step("Someone edits a copy of the log by hand: verify says exactly where")
+	tampered := filepath.Join(tmp, "tampered")
+	if err := copyTree(north, tampered); err != nil {
+		return err
+	}
+	data, err := os.ReadFile(filepath.Join(tampered, "events", "events.ndjson"))
+	if err != nil {
+		return err
+	}
+	data = bytes.Replace(data, []byte(`"value":40`), []byte(`"value":4`), 1)
+	if err := os.WriteFile(filepath.Join(tampered, "events", "events.ndjson"), data, 0o644); err != nil {
+		return err
+	}
+	d.runExpectFail("verify", tampered)
+
+	if d.failed > 0 {
+		return fmt.Errorf("demo: %d steps did not go as expected", d.failed)
+	}
+	fmt.Fprintln(e.stdout, "\nDemo complete.")
+	return nil
+}
+
+type demoRun struct {
+	e      *env
+	n      int
+	failed int
+}
+
+func (d *demoRun) step(title string) {
+	d.n++
+	fmt.Fprintf(d.e.stdout, "\n== %d. %s\n", d.n, title)
+}
+
+func (d *demoRun) say(s string) { fmt.Fprintln(d.e.stdout, s) }
+
+func (d *demoRun) show(args []string) {
+	shown := make([]string, len(args))
+	for i, a := range args {
+		if strings.Contains(a, os.TempDir()) {
+			a = filepath.Base(a)
+		}
+		if strings.ContainsAny(a, ` "{`) {
+			a = "'" + a + "'"
+		}
+		shown[i] = a
+	}
+	fmt.Fprintf(d.e.stdout, "$ backpack %s\n", strings.Join(shown, " "))
+}
+
+func (d *demoRun) exec(stdin string, args []string) int {
+	d.show(args)
+	var out bytes.Buffer
+	code := Main(d.e.ctx, args, strings.NewReader(stdin), &out, &out)
+	text := strings.ReplaceAll(out.String(), filepath.Dir(args[1])+string(filepath.Separator), "")
+	for _, line := range strings.Split(strings.TrimRight(text, "\n"), "\n") {
+		fmt.Fprintf(d.e.stdout, "  %s\n", line)
+	}
+	return code
+}
+
+func (d *demoRun) run(args ...string) { d.runStdin("", args...) }
+
+func (d *demoRun) runStdin(stdin string, args ...string) {
+	if code := d.exec(stdin, args); code != ExitOK {
+		d.failed++
+		fmt.Fprintf(d.e.stdout, "  (unexpected exit status %d)\n", code)
+	}
+}
+
+func (d *demoRun) runExpectFail(args ...string) {
+	code := d.exec("", args)
+	if code != ExitFailed {
+		d.failed++
+		fmt.Fprintf(d.e.stdout, "  (expected exit status %d, got %d)\n", ExitFailed, code)
+		return
+	}
+	fmt.Fprintf(d.e.stdout, "  (exit status %d: verification failed, as it should)\n", code)
+}
+
+func copyTree(src, dst string) error {
+	return filepath.Walk(src, func(p string, info os.FileInfo, err error) error {
+		if err != nil {
+			return err
+		}
+		rel, _ := filepath.Rel(src, p)
+		target := filepath.Join(dst, rel)
+		if info.IsDir() {
+			return os.MkdirAll(target, 0o755)
+		}
+		data, err := os.ReadFile(p)
+		if err != nil {
+			return err
+		}
+		return os.WriteFile(target, data, info.Mode().Perm())
+	})
+}

@@ -1,0 +1,540 @@
+// Package store owns a backpack directory. A Backpack is the single writer
+// of its files: it holds the events.ndjson lock (log.Appender), appends
+// signed events, keeps the reducer state current incrementally, and
+// rebuilds the derived files (manifest.json, merkle_root.txt, manifest.sig,
+// the state cache) after every write, crash-safely.
+//
+// The log is the source of truth; everything else is derived from it and
+// rebuilt when found stale, so a crash at any point loses at most the
+// derived files' freshness, never an event.
+package store
+
+import (
+	"context"
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"hash"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/backpack-field/backpack/internal/canon"
+	"github.com/backpack-field/backpack/internal/pytime"
+	"github.com/backpack-field/backpack/internal/scan"
+	bplog "github.com/backpack-field/backpack/log"
+	"github.com/backpack-field/backpack/reducer"
+)
+
+// Errors callers branch on.
+var (
+	ErrNotBackpack  = errors.New("store: not a backpack (no identity/genesis.json)")
+	ErrLocked       = bplog.ErrLocked
+	ErrNoKey        = errors.New("store: no signing key for this backpack")
+	ErrReadOnly     = errors.New("store: backpack opened read-only")
+	ErrPrevMismatch = errors.New("store: prev_event_hash is not the actor's head")
+)
+
+// Options configures Open.
+type Options struct {
+	// ReadOnly opens without the lock and never writes (state, log,
+	// status). A read-only Backpack may see a log another process is
+	// appending to; it reads what was there when it opened.
+	ReadOnly bool
+	// KeyFile is the device key file. When empty, Open looks for
+	// $BACKPACK_KEY, then DefaultKeyPath(uid), then a reference-made
+	// identity/private_keys.json; writing needs a key.
+	KeyFile string
+	// Actor overrides the actor label the device writes as.
+	Actor string
+	// Now returns the current time (default time.Now).
+	Now func() time.Time
+	// Logger receives repairs and cache decisions (default discards).
+	Logger *slog.Logger
+	// CacheEvery refreshes the state cache once this many events were
+	// appended since it was written (default 2000).
+	CacheEvery int
+}
+
+// Head is an actor's newest event and chain length.
+type Head struct {
+	ID     string `json:"head"`
+	Events int    `json:"events"`
+}
+
+// BadLine is a line of the log that could not be used.
+type BadLine struct {
+	Line   int    `json:"line"`
+	Offset int64  `json:"offset"`
+	Reason string `json:"reason"`
+}
+
+// Snapshot is an immutable view of the backpack after a write. Readers
+// take it with Backpack.Snapshot and never lock.
+type Snapshot struct {
+	UID         string
+	EventCount  int    // entries the reducer counted
+	LastEventID string // canonical text of metadata.last_event_id
+	StateHash   string
+	MerkleRoot  string
+	LogSize     int64
+	Heads       map[string]Head
+	BadLines    []BadLine
+}
+
+// Backpack is an open backpack. Its methods are safe for concurrent use.
+type Backpack struct {
+	dir  string
+	opts Options
+	log  *slog.Logger
+	app  *bplog.Appender // nil when read-only
+	uid  string
+
+	// mu serializes writes and guards the fields below.
+	mu         sync.Mutex
+	reg        *bplog.Registry
+	signer     *bplog.Signer
+	actor      string
+	state      *reducer.State
+	heads      map[string]Head
+	logHash    hash.Hash // SHA-256 of events.ndjson[0:logSize]
+	logSize    int64
+	lines      int // number of the last line read
+	entries    int // JSON values (objects or not) in the log
+	badLines   []BadLine
+	cacheSize  int64 // log offset the state cache file covers
+	sinceCache int
+	files      fileCache
+
+	snap atomic.Pointer[Snapshot]
+}
+
+// Open opens the backpack in dir.
+func Open(ctx context.Context, dir string, opts Options) (*Backpack, error) {
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	if opts.CacheEvery <= 0 {
+		opts.CacheEvery = 2000
+	}
+	b := &Backpack{dir: dir, opts: opts, log: opts.Logger, heads: map[string]Head{}}
+	gen, err := ReadGenesis(dir)
+	if err != nil {
+		return nil, err
+	}
+	b.uid = gen.UID
+	if err := b.loadKeys(); err != nil {
+		return nil, err
+	}
+	if !opts.ReadOnly {
+		if err := b.openAppender(); err != nil {
+			return nil, err
+		}
+		b.cleanTemps()
+	}
+	if err := b.loadSigner(); err != nil && !errors.Is(err, ErrNoKey) {
+		b.Close()
+		return nil, err
+	}
+	if err := b.load(ctx); err != nil {
+		b.Close()
+		return nil, err
+	}
+	if !opts.ReadOnly {
+		if err := b.refreshDerivedIfStale(); err != nil {
+			b.Close()
+			return nil, err
+		}
+	}
+	if err := b.publishLocked(); err != nil {
+		b.Close()
+		return nil, err
+	}
+	return b, nil
+}
+
+// Close releases the lock. It writes the state cache first if it is
+// behind and the backpack is writable.
+func (b *Backpack) Close() error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.app == nil {
+		return nil
+	}
+	var err error
+	if b.sinceCache > 0 && b.state != nil {
+		err = b.writeCacheLocked()
+		if err == nil {
+			err = b.writeDerivedLocked()
+		}
+	}
+	if cerr := b.app.Close(); err == nil {
+		err = cerr
+	}
+	b.app = nil
+	return err
+}
+
+// Dir returns the backpack's directory.
+func (b *Backpack) Dir() string { return b.dir }
+
+// UID returns the backpack's uid from genesis.json.
+func (b *Backpack) UID() string { return b.uid }
+
+// Snapshot returns the latest published snapshot.
+func (b *Backpack) Snapshot() *Snapshot { return b.snap.Load() }
+
+// Actor returns the label the device writes as ("" without a key).
+func (b *Backpack) Actor() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.actor
+}
+
+// Signer returns the device key's id ("" without a key).
+func (b *Backpack) KeyID() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.signer == nil {
+		return ""
+	}
+	return b.signer.KeyID
+}
+
+// Registry returns the key registry.
+func (b *Backpack) Registry() *bplog.Registry {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.reg
+}
+
+// WithState calls fn with the current reducer state under the write lock;
+// fn must not keep it.
+func (b *Backpack) WithState(fn func(*reducer.State) error) error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return fn(b.state)
+}
+
+func (b *Backpack) path(rel string) string { return filepath.Join(b.dir, filepath.FromSlash(rel)) }
+
+func (b *Backpack) loadKeys() error {
+	data, err := os.ReadFile(b.path(KeysPath))
+	if err != nil {
+		return fmt.Errorf("read %s: %w", KeysPath, err)
+	}
+	reg, err := bplog.ParseRegistry(data)
+	if err != nil {
+		return err
+	}
+	b.reg = reg
+	return nil
+}
+
+func (b *Backpack) openAppender() error {
+	dev, err := DeviceDir(b.uid)
+	if err != nil {
+		return err
+	}
+	app, rep, err := bplog.OpenAppender(b.path(EventsPath), bplog.AppenderOptions{
+		SaveTorn: func(off int64, tail []byte) error {
+			q := filepath.Join(dev, "quarantine")
+			if err := os.MkdirAll(q, 0o700); err != nil {
+				return err
+			}
+			name := fmt.Sprintf("torn-%d-%s.bin", off, b.opts.Now().UTC().Format("20060102T150405Z"))
+			return writeFileAtomic(filepath.Join(q, name), tail, 0o600)
+		},
+	})
+	if err != nil {
+		return err
+	}
+	if rep != nil {
+		if rep.Completed {
+			b.log.Warn("events.ndjson: added the missing newline after the last line", "offset", rep.Offset)
+		} else {
+			b.log.Warn("events.ndjson: cut a torn last line left by an interrupted write; its bytes are kept in the quarantine",
+				"offset", rep.Offset, "bytes", len(rep.Tail), "quarantine", filepath.Join(dev, "quarantine"))
+		}
+	}
+	b.app = app
+	return nil
+}
+
+// cleanTemps removes temp files an interrupted writeFileAtomic left, which
+// would otherwise show up as phantom files in the manifest.
+func (b *Backpack) cleanTemps() {
+	for _, d := range []string{".", "state", "identity", CheckpointsDir} {
+		ents, _ := os.ReadDir(b.path(d))
+		for _, e := range ents {
+			if n := e.Name(); strings.HasPrefix(n, ".") && strings.Contains(n, ".tmp-") {
+				os.Remove(filepath.Join(b.path(d), n))
+			}
+		}
+	}
+}
+
+// load brings the reducer state and heads up to the end of the log, from
+// the state cache when it matches the log's prefix, else by replay.
+func (b *Backpack) load(ctx context.Context) error {
+	f, err := os.Open(b.path(EventsPath))
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	b.logHash = sha256.New()
+	if c, err := b.readCache(); err == nil {
+		if ok, err := b.prefixMatches(f, c); err != nil {
+			return err
+		} else if ok {
+			b.applyCache(c)
+		}
+	} else if !errors.Is(err, os.ErrNotExist) {
+		b.log.Warn("state cache unusable; replaying the log", "err", err)
+	}
+	if b.state == nil {
+		if err := b.resumeFromCheckpoint(f); err != nil {
+			return err
+		}
+	}
+	if b.state == nil {
+		b.state = reducer.New()
+		b.logHash.Reset()
+		b.logSize, b.lines, b.entries, b.cacheSize = 0, 0, 0, -1
+		b.heads = map[string]Head{}
+		b.badLines = nil
+	}
+	if _, err := f.Seek(b.logSize, io.SeekStart); err != nil {
+		return err
+	}
+	tail := io.TeeReader(f, b.logHash)
+	n := 0
+	err = scan.Run(ctx, tail, scan.Options{Offset: b.logSize, FirstLine: b.lines + 1}, func(it *scan.Item) error {
+		b.absorbLocked(it)
+		n++
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	// The tee saw every byte up to EOF.
+	st, err := f.Stat()
+	if err != nil {
+		return err
+	}
+	b.logSize = st.Size()
+	if b.app != nil && b.app.Size() != b.logSize {
+		return fmt.Errorf("store: events.ndjson changed while opening (size %d, then %d)", b.logSize, b.app.Size())
+	}
+	b.sinceCache += n
+	return nil
+}
+
+// absorbLocked applies one scanned line: the reducer sees every JSON
+// value (as the reference's does); heads follow every event with an actor.
+func (b *Backpack) absorbLocked(it *scan.Item) {
+	b.lines = it.Number
+	if it.Err != nil {
+		b.badLines = append(b.badLines, BadLine{Line: it.Number, Offset: it.Offset, Reason: it.Err.Error()})
+		return
+	}
+	b.state.Apply(it.Value)
+	b.entries++
+	if e := it.Event; e != nil && e.Actor != "" && e.ID != "" {
+		h := b.heads[e.Actor]
+		b.heads[e.Actor] = Head{ID: e.ID, Events: h.Events + 1}
+	}
+}
+
+func (b *Backpack) loadSigner() error {
+	path := b.opts.KeyFile
+	if path == "" {
+		path = os.Getenv("BACKPACK_KEY")
+	}
+	if path == "" {
+		if p, err := DefaultKeyPath(b.uid); err == nil {
+			if _, err := os.Stat(p); err == nil {
+				path = p
+			}
+		}
+	}
+	if path == "" {
+		if _, err := os.Stat(b.path(PrivateKeysPath)); err == nil {
+			path = b.path(PrivateKeysPath)
+		}
+	}
+	if path == "" {
+		return ErrNoKey
+	}
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return fmt.Errorf("read key file: %w", err)
+	}
+	kf, err := bplog.ParseKeyFile(data)
+	if err != nil {
+		return fmt.Errorf("%s: %w", path, err)
+	}
+	// Use the first key the backpack trusts and has not revoked.
+	for _, k := range kf.Keys {
+		if _, err := b.reg.Resolve(k.ID); err == nil {
+			s := k.Signer()
+			b.signer = &s
+			b.actor = kf.Actor
+			if b.opts.Actor != "" {
+				b.actor = b.opts.Actor
+			}
+			if b.actor == "" {
+				b.actor = "backpack_" + strings.TrimPrefix(k.ID, bplog.KeyIDPrefix)
+			}
+			return nil
+		}
+	}
+	return fmt.Errorf("%w: none of the keys in %s is an active key of identity/keys.json", ErrNoKey, path)
+}
+
+// Append signs body with the device key and appends it. body is an event
+// without event_id, sig and actor_key_id; actor defaults to the device's
+// actor, prev_event_hash is set to that actor's head (a different value
+// is refused with ErrPrevMismatch), timestamp_utc defaults to now.
+func (b *Backpack) Append(body canon.Value) (*bplog.Event, error) {
+	evs, err := b.AppendBatch([]canon.Value{body})
+	if err != nil {
+		return nil, err
+	}
+	return evs[0], nil
+}
+
+// AppendBatch appends several events in one write and one rebuild.
+func (b *Backpack) AppendBatch(bodies []canon.Value) ([]*bplog.Event, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.app == nil {
+		return nil, ErrReadOnly
+	}
+	if b.signer == nil {
+		return nil, ErrNoKey
+	}
+	heads := map[string]Head{}
+	head := func(a string) Head {
+		if h, ok := heads[a]; ok {
+			return h
+		}
+		return b.heads[a]
+	}
+	var evs []*bplog.Event
+	var lines [][]byte
+	for _, body := range bodies {
+		if body.Kind() != canon.Object {
+			return nil, bplog.ErrNotObject
+		}
+		actor := b.actor
+		if a := body.Field("actor"); a.Kind() == canon.String && a.Str() != "" {
+			actor = a.Str()
+		}
+		h := head(actor)
+		prev := canon.NullValue()
+		if h.ID != "" {
+			prev = canon.StringValue(h.ID)
+		}
+		if p, ok := body.Get("prev_event_hash"); ok && !canon.Equal(p, prev) {
+			return nil, fmt.Errorf("%w: actor %q is at %s", ErrPrevMismatch, actor, canon.MustEncode(prev))
+		}
+		body = body.With("actor", canon.StringValue(actor)).With("prev_event_hash", prev)
+		if !body.Has("timestamp_utc") {
+			body = body.With("timestamp_utc", canon.StringValue(pytime.FormatUTC(b.opts.Now())))
+		}
+		e, line, err := b.signer.Seal(body)
+		if err != nil {
+			return nil, err
+		}
+		heads[actor] = Head{ID: e.ID, Events: h.Events + 1}
+		evs = append(evs, e)
+		lines = append(lines, line)
+	}
+	if err := b.appendLinesLocked(lines, evs); err != nil {
+		return nil, err
+	}
+	return evs, nil
+}
+
+// appendLinesLocked appends canonical event lines, applies them and
+// rebuilds the derived files.
+func (b *Backpack) appendLinesLocked(lines [][]byte, evs []*bplog.Event) error {
+	if err := b.app.Append(lines...); err != nil {
+		return err
+	}
+	for i, l := range lines {
+		b.logHash.Write(l)
+		b.logHash.Write([]byte{'\n'})
+		b.logSize += int64(len(l)) + 1
+		b.lines++
+		b.entries++
+		b.state.Apply(evs[i].Value)
+		h := b.heads[evs[i].Actor]
+		b.heads[evs[i].Actor] = Head{ID: evs[i].ID, Events: h.Events + 1}
+	}
+	b.sinceCache += len(lines)
+	if b.sinceCache >= b.opts.CacheEvery {
+		if err := b.writeCacheLocked(); err != nil {
+			b.log.Warn("state cache not written", "err", err)
+		}
+	}
+	if err := b.writeDerivedLocked(); err != nil {
+		return fmt.Errorf("events appended, but derived files not rebuilt (they will be on next open): %w", err)
+	}
+	return b.publishLocked()
+}
+
+// publishLocked publishes a new Snapshot.
+func (b *Backpack) publishLocked() error {
+	sh, err := b.state.StateHash()
+	if err != nil {
+		return err
+	}
+	heads := make(map[string]Head, len(b.heads))
+	for k, v := range b.heads {
+		heads[k] = v
+	}
+	last, _ := canon.Encode(b.state.LastEventID())
+	root := ""
+	if data, err := os.ReadFile(b.path(MerkleRootPath)); err == nil {
+		root = strings.TrimSpace(string(data))
+	}
+	b.snap.Store(&Snapshot{
+		UID:         b.uid,
+		EventCount:  int(b.state.EventCount()),
+		LastEventID: string(last),
+		StateHash:   sh,
+		MerkleRoot:  root,
+		LogSize:     b.logSize,
+		Heads:       heads,
+		BadLines:    append([]BadLine(nil), b.badLines...),
+	})
+	return nil
+}
+
+// logDigest returns SHA-256 of the whole log (Sum leaves the running
+// hash as it is).
+func (b *Backpack) logDigest() string {
+	return fmt.Sprintf("%x", b.logHash.Sum(nil))
+}
+
+// Heads returns every actor's head, sorted by actor.
+func (s *Snapshot) SortedActors() []string {
+	out := make([]string, 0, len(s.Heads))
+	for a := range s.Heads {
+		out = append(out, a)
+	}
+	sort.Strings(out)
+	return out
+}
+

@@ -1,0 +1,212 @@
+package store
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+
+	"github.com/backpack-field/backpack/internal/canon"
+	"github.com/backpack-field/backpack/reducer"
+)
+
+// The state cache (state/backpack_cache.bin) lets a large backpack open
+// without replaying its log. It records the reducer state with its full
+// evidence index (so that resuming is exact, unlike the reference's
+// checkpoint resume), the actors' heads, and how far into the log it
+// reaches together with the SHA-256 of that prefix. It is used only when
+// the log still starts with exactly that prefix; the events after it are
+// then replayed. Any mismatch, version change or damage means a replay.
+//
+// Layout: "BPCACHE1\n", one canonical-JSON header line, then the reducer
+// state in the reducer's cache encoding (reducer_bytes long, SHA-256
+// reducer_sha256).
+const cacheMagic = "BPCACHE1\n"
+
+const maxCacheHeader = 64 << 20
+
+type cacheFile struct {
+	offset, lines, entries int64
+	prefix                 string
+	heads                  map[string]Head
+	bad                    []BadLine
+	state                  *reducer.State
+}
+
+func (b *Backpack) readCache() (*cacheFile, error) {
+	data, err := os.ReadFile(b.path(CachePath))
+	if err != nil {
+		return nil, err
+	}
+	if !bytes.HasPrefix(data, []byte(cacheMagic)) {
+		return nil, errors.New("store: state cache: unknown format")
+	}
+	data = data[len(cacheMagic):]
+	nl := bytes.IndexByte(data, '\n')
+	if nl < 0 || nl > maxCacheHeader {
+		return nil, errors.New("store: state cache: bad header")
+	}
+	h, err := canon.Limits{MaxSize: maxCacheHeader}.Parse(data[:nl])
+	if err != nil {
+		return nil, fmt.Errorf("store: state cache header: %w", err)
+	}
+	body := data[nl+1:]
+	n, _ := h.Field("reducer_bytes").Int64()
+	if n != int64(len(body)) {
+		return nil, errors.New("store: state cache: truncated")
+	}
+	sum := sha256.Sum256(body)
+	if hex.EncodeToString(sum[:]) != h.Field("reducer_sha256").Str() {
+		return nil, errors.New("store: state cache: checksum mismatch")
+	}
+	st, err := decodeReducer(body)
+	if err != nil {
+		return nil, fmt.Errorf("store: state cache: %w", err)
+	}
+	c := parseResume(h)
+	c.state = st
+	return c, nil
+}
+
+// prefixMatches hashes the log's first c.offset bytes into b.logHash and
+// reports whether they are the bytes the cache was made from. On a match
+// b.logHash holds the prefix's running hash.
+func (b *Backpack) prefixMatches(f *os.File, c *cacheFile) (bool, error) {
+	st, err := f.Stat()
+	if err != nil {
+		return false, err
+	}
+	if c.offset < 0 || c.offset > st.Size() {
+		b.log.Info("state cache is ahead of the log; replaying", "cache_offset", c.offset, "log_size", st.Size())
+		return false, nil
+	}
+	b.logHash.Reset()
+	if _, err := io.Copy(b.logHash, io.NewSectionReader(f, 0, c.offset)); err != nil {
+		return false, err
+	}
+	if fmt.Sprintf("%x", b.logHash.Sum(nil)) != c.prefix {
+		b.log.Info("state cache does not match the log (rewritten by another tool?); replaying")
+		b.logHash.Reset()
+		return false, nil
+	}
+	return true, nil
+}
+
+func (b *Backpack) applyCache(c *cacheFile) {
+	b.state = c.state
+	b.heads = c.heads
+	b.badLines = c.bad
+	b.logSize = c.offset
+	b.lines = int(c.lines)
+	b.entries = int(c.entries)
+	b.cacheSize = c.offset
+}
+
+// writeCacheLocked writes the state cache for the log as it is now.
+func (b *Backpack) writeCacheLocked() error {
+	body, err := b.state.MarshalBinary()
+	if err != nil {
+		return err
+	}
+	sum := sha256.Sum256(body)
+	h := b.resumeInfoLocked().
+		With("version", canon.IntValue(1)).
+		With("reducer_bytes", canon.IntValue(int64(len(body)))).
+		With("reducer_sha256", canon.StringValue(hex.EncodeToString(sum[:])))
+	hdr, err := canon.Encode(h)
+	if err != nil {
+		return err
+	}
+	data := make([]byte, 0, len(cacheMagic)+len(hdr)+1+len(body))
+	data = append(data, cacheMagic...)
+	data = append(data, hdr...)
+	data = append(data, '\n')
+	data = append(data, body...)
+	if err := os.MkdirAll(b.path("state"), 0o755); err != nil {
+		return err
+	}
+	if err := writeFileAtomic(b.path(CachePath), data, 0o644); err != nil {
+		return err
+	}
+	b.files.remember(b.path(CachePath), CachePath, data)
+	b.cacheSize = b.logSize
+	b.sinceCache = 0
+	return nil
+}
+
+// resumeInfoLocked describes where in the log the current state stands:
+// what the state cache and checkpoints need to resume exactly.
+func (b *Backpack) resumeInfoLocked() canon.Value {
+	var hb canon.ObjectBuilder
+	for a, h := range b.heads {
+		var o canon.ObjectBuilder
+		o.Set("head", canon.StringValue(h.ID)).Set("events", canon.IntValue(int64(h.Events)))
+		hb.Set(a, o.Value())
+	}
+	bad := []canon.Value{}
+	for _, l := range b.badLines {
+		var o canon.ObjectBuilder
+		o.Set("line", canon.IntValue(int64(l.Line))).Set("offset", canon.IntValue(l.Offset)).Set("reason", canon.StringValue(l.Reason))
+		bad = append(bad, o.Value())
+	}
+	var h canon.ObjectBuilder
+	h.Set("log_offset", canon.IntValue(b.logSize)).
+		Set("log_lines", canon.IntValue(int64(b.lines))).
+		Set("log_entries", canon.IntValue(int64(b.entries))).
+		Set("log_prefix_sha256", canon.StringValue(b.logDigest())).
+		Set("heads", hb.Value()).
+		Set("bad_lines", canon.ArrayValue(bad...))
+	return h.Value()
+}
+
+// parseResume reads what resumeInfoLocked wrote.
+func parseResume(h canon.Value) *cacheFile {
+	c := &cacheFile{prefix: h.Field("log_prefix_sha256").Str(), heads: map[string]Head{}, offset: -1}
+	if off, ok := h.Field("log_offset").Int64(); ok {
+		c.offset = off
+	}
+	c.lines, _ = h.Field("log_lines").Int64()
+	c.entries, _ = h.Field("log_entries").Int64()
+	for _, m := range h.Field("heads").Members() {
+		n, _ := m.Value.Field("events").Int64()
+		c.heads[m.Key] = Head{ID: m.Value.Field("head").Str(), Events: int(n)}
+	}
+	for _, v := range h.Field("bad_lines").Elems() {
+		l, _ := v.Field("line").Int64()
+		o, _ := v.Field("offset").Int64()
+		c.bad = append(c.bad, BadLine{Line: int(l), Offset: o, Reason: v.Field("reason").Str()})
+	}
+	return c
+}
+
+// CacheInfo describes a state cache file for verification.
+type CacheInfo struct {
+	Offset    int64
+	StateHash string
+}
+
+// ReadCacheInfo reads dir's state cache and returns where it stands and
+// the hash of the state it holds. os.ErrNotExist when there is none.
+func ReadCacheInfo(dir string) (*CacheInfo, error) {
+	b := &Backpack{dir: dir}
+	c, err := b.readCache()
+	if err != nil {
+		return nil, err
+	}
+	sh, err := c.state.StateHash()
+	if err != nil {
+		return nil, err
+	}
+	return &CacheInfo{Offset: c.offset, StateHash: sh}, nil
+}
+
+func decodeReducer(b []byte) (*reducer.State, error) {
+	s := reducer.New()
+	if err := s.UnmarshalBinary(b); err != nil {
+		return nil, err
+	}
+	return s, nil
+}

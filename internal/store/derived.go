@@ -1,0 +1,163 @@
+package store
+
+import (
+	"os"
+
+	"github.com/backpack-field/backpack/internal/pytime"
+	"github.com/backpack-field/backpack/merkle"
+)
+
+// fileCache supplies known digests to merkle.Build: events.ndjson's
+// running hash (never re-read from disk), files the store itself just
+// wrote, and files seen unchanged (same path, size and mtime) by an
+// earlier build in this process.
+type fileCache struct {
+	seen    merkle.MapCache
+	logSize int64
+	logHash merkle.Hash
+}
+
+// remember records the digest of data, just written to abs.
+func (c *fileCache) remember(abs, rel string, data []byte) {
+	fi, err := os.Stat(abs)
+	if err != nil {
+		return
+	}
+	c.seen.Store(merkle.CacheKey{Path: rel, Size: fi.Size(), ModTime: fi.ModTime()}, merkle.Sum(data))
+}
+
+// Lookup implements merkle.HashCache.
+func (c *fileCache) Lookup(k merkle.CacheKey) (merkle.Hash, bool) {
+	if k.Path == EventsPath {
+		return c.logHash, k.Size == c.logSize
+	}
+	return c.seen.Lookup(k)
+}
+
+// Store implements merkle.HashCache.
+func (c *fileCache) Store(k merkle.CacheKey, h merkle.Hash) {
+	if k.Path != EventsPath {
+		c.seen.Store(k, h)
+	}
+}
+
+// buildManifestLocked walks the backpack and returns its manifest, using
+// the running log hash for events.ndjson.
+func (b *Backpack) buildManifestLocked() (merkle.Manifest, merkle.Hash, error) {
+	b.files.logSize = b.logSize
+	copy(b.files.logHash[:], b.logHash.Sum(nil))
+	res, err := merkle.Build(b.dir, merkle.BuildOptions{
+		Cache:        &b.files,
+		CreatedAtUTC: pytime.FormatUTC(b.opts.Now()),
+	})
+	if err != nil {
+		return merkle.Manifest{}, merkle.Hash{}, err
+	}
+	for _, sk := range res.Skipped {
+		b.log.Warn("not in the manifest", "path", sk.Path, "reason", sk.Reason)
+	}
+	return res.Manifest, res.Root, nil
+}
+
+// writeDerivedLocked rebuilds manifest.json, merkle_root.txt and (with a
+// key) manifest.sig. Each is replaced atomically; the order (manifest,
+// root, signature) means a crash leaves at worst a stale root or
+// signature, which the next writer's open detects and rebuilds.
+func (b *Backpack) writeDerivedLocked() error {
+	m, root, err := b.buildManifestLocked()
+	if err != nil {
+		return err
+	}
+	data, err := m.Encode()
+	if err != nil {
+		return err
+	}
+	if err := writeFileAtomic(b.path(ManifestPath), data, 0o644); err != nil {
+		return err
+	}
+	if err := writeFileAtomic(b.path(MerkleRootPath), merkle.EncodeRootFile(root), 0o644); err != nil {
+		return err
+	}
+	if b.signer == nil {
+		b.log.Warn("no device key: manifest.sig not re-signed and now stale")
+		return nil
+	}
+	sig, err := merkle.SignManifest(b.signer.Key, b.signer.KeyID, root.String(), pytime.FormatUTC(b.opts.Now()))
+	if err != nil {
+		return err
+	}
+	return writeFileAtomic(b.path(ManifestSigPath), sig, 0o644)
+}
+
+// refreshDerivedIfStale rebuilds the derived files when they do not
+// describe the backpack as it is (a crash between an append and the
+// rebuild, or another tool's write). It compares the manifest with a fresh
+// build, ignoring created_at_utc, and checks merkle_root.txt and the
+// signature's root.
+func (b *Backpack) refreshDerivedIfStale() error {
+	m, root, err := b.buildManifestLocked()
+	if err != nil {
+		return err
+	}
+	stale := ""
+	if data, err := os.ReadFile(b.path(ManifestPath)); err != nil {
+		stale = "manifest.json missing"
+	} else if old, err := merkle.ParseManifest(data); err != nil {
+		stale = "manifest.json unreadable"
+	} else if oldRoot, err := old.Root(); err != nil || oldRoot != root || len(old.Files) != len(m.Files) {
+		stale = "manifest.json out of date"
+	}
+	if stale == "" {
+		if data, err := os.ReadFile(b.path(MerkleRootPath)); err != nil {
+			stale = "merkle_root.txt missing"
+		} else if h, err := merkle.ParseRootFile(data); err != nil || h != root {
+			stale = "merkle_root.txt out of date"
+		}
+	}
+	if stale == "" && b.signer != nil {
+		if data, err := os.ReadFile(b.path(ManifestSigPath)); err != nil {
+			stale = "manifest.sig missing"
+		} else if rec, err := merkle.ParseManifestSig(data); err != nil || rec.MerkleRoot != root.String() {
+			stale = "manifest.sig signs another root"
+		}
+	}
+	if stale == "" {
+		return nil
+	}
+	b.log.Info("rebuilding derived files", "reason", stale)
+	return b.writeDerivedLocked()
+}
+
+// ManifestResult says what RebuildManifest wrote.
+type ManifestResult struct {
+	Files    int    `json:"files"`
+	Root     string `json:"merkle_root"`
+	SignedBy string `json:"signed_by,omitempty"`
+}
+
+// RebuildManifest writes the state cache if it is behind, then rebuilds
+// and re-signs the derived files unconditionally.
+func (b *Backpack) RebuildManifest() (*ManifestResult, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.app == nil {
+		return nil, ErrReadOnly
+	}
+	if b.sinceCache > 0 && b.entries >= b.opts.CacheEvery {
+		if err := b.writeCacheLocked(); err != nil {
+			return nil, err
+		}
+	}
+	if err := b.writeDerivedLocked(); err != nil {
+		return nil, err
+	}
+	m, root, err := b.buildManifestLocked()
+	if err != nil {
+		return nil, err
+	}
+	res := &ManifestResult{Files: len(m.Files), Root: root.String()}
+	if b.signer != nil {
+		res.SignedBy = b.signer.KeyID
+	}
+	return res, b.publishLocked()
+}

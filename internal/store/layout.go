@@ -1,0 +1,123 @@
+package store
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"os"
+	"path/filepath"
+)
+
+// Paths inside a backpack, relative to its root.
+const (
+	EventsPath       = "events/events.ndjson"
+	GenesisPath      = "identity/genesis.json"
+	KeysPath         = "identity/keys.json"
+	PrivateKeysPath  = "identity/private_keys.json"
+	ManifestPath     = "manifest.json"
+	MerkleRootPath   = "merkle_root.txt"
+	ManifestSigPath  = "manifest.sig"
+	CachePath        = "state/backpack_cache.bin"
+	CurrentStatePath = "state/current_state.json"
+	CheckpointsDir   = "checkpoints"
+)
+
+// requiredDirs are the directories the reference's compliance suite
+// requires (test_01).
+var requiredDirs = []string{"identity", "events", "state", "artifacts", "artifacts/cas", "policies", "policies/ontology"}
+
+// DeviceDir returns the per-backpack directory for device-local state
+// (quarantine, torn tails), outside the backpack so that the backpack stays
+// a clean Provara directory: $XDG_STATE_HOME/backpack/<uid>, defaulting to
+// ~/.local/state/backpack/<uid>. The uid is hashed when it is not a plain
+// file name.
+func DeviceDir(uid string) (string, error) {
+	base := os.Getenv("XDG_STATE_HOME")
+	if base == "" {
+		home, err := os.UserHomeDir()
+		if err != nil {
+			return "", fmt.Errorf("no XDG_STATE_HOME and no home directory: %w", err)
+		}
+		base = filepath.Join(home, ".local", "state")
+	}
+	return filepath.Join(base, "backpack", safeName(uid)), nil
+}
+
+// KeyDir returns where init puts device key files by default:
+// $XDG_CONFIG_HOME/backpack/keys, defaulting to ~/.config/backpack/keys.
+func KeyDir() (string, error) {
+	base := os.Getenv("XDG_CONFIG_HOME")
+	if base == "" {
+		home, err := os.UserHomeDir()
+		if err != nil {
+			return "", fmt.Errorf("no XDG_CONFIG_HOME and no home directory: %w", err)
+		}
+		base = filepath.Join(home, ".config")
+	}
+	return filepath.Join(base, "backpack", "keys"), nil
+}
+
+// DefaultKeyPath is the key file init writes for a backpack uid.
+func DefaultKeyPath(uid string) (string, error) {
+	d, err := KeyDir()
+	if err != nil {
+		return "", err
+	}
+	return filepath.Join(d, safeName(uid)+".json"), nil
+}
+
+func safeName(s string) string {
+	ok := s != "" && len(s) <= 100 && s[0] != '.'
+	for _, c := range s {
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_' || c == '.') {
+			ok = false
+			break
+		}
+	}
+	if ok {
+		return s
+	}
+	sum := sha256.Sum256([]byte(s))
+	return "uid-" + hex.EncodeToString(sum[:12])
+}
+
+// writeFileAtomic writes data to path through a temp file in the same
+// directory, fsyncs it, renames it over path and fsyncs the directory, so
+// a crash leaves either the old or the new file.
+func writeFileAtomic(path string, data []byte, perm os.FileMode) error {
+	dir := filepath.Dir(path)
+	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp-*")
+	if err != nil {
+		return err
+	}
+	tmp := f.Name()
+	defer os.Remove(tmp) // no-op after a successful rename
+	if _, err := f.Write(data); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Chmod(perm); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Close(); err != nil {
+		return err
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		return err
+	}
+	return syncDir(dir)
+}
+
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	return d.Sync()
+}
