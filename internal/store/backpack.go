@@ -537,4 +537,3 @@ func (s *Snapshot) SortedActors() []string {
 	sort.Strings(out)
 	return out
 }
-
