@@ -22,3 +22,12 @@ func SetMarkEvery(n int) (restore func()) {
 
 // Marks returns the number of resumable hash marks.
 func (s *State) Marks() int { return len(s.hc.marks) }
+
+// Python helpers, for tests.
+var (
+	ParsePyFloat = parsePyFloat
+	Pystr        = pystr
+	SafeFloat    = safeFloat
+	PyEqual      = pyEqual
+	Truthy       = truthy
+)
