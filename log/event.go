@@ -334,9 +334,9 @@ func (e *Event) CheckIDWith(idPre []byte) (IDRule, string, error) {
 	return IDMismatch, want, nil
 }
 
-// VerifySignatureWith is VerifySignature given the signed bytes from
-// Encodings.
-func (e *Event) VerifySignatureWith(pub ed25519.PublicKey, signed []byte) error {
+// VerifySignatureWith is VerifySignature with a prepared key and the
+// signed bytes from Encodings.
+func (e *Event) VerifySignatureWith(k *VerifyKey, signed []byte) error {
 	if e.Sig == "" {
 		return ErrNoSignature
 	}
@@ -344,7 +344,7 @@ func (e *Event) VerifySignatureWith(pub ed25519.PublicKey, signed []byte) error 
 	if err != nil {
 		return err
 	}
-	if len(pub) != ed25519.PublicKeySize || !ed25519.Verify(pub, signed, sig) {
+	if !k.Verify(signed, sig) {
 		return ErrBadSignature
 	}
 	return nil

@@ -37,6 +37,7 @@ type Key struct {
 	Algorithm         string
 	PublicKeyB64      string
 	Public            ed25519.PublicKey // nil when public_key_b64 is missing or invalid
+	Verifier          *VerifyKey        // Public prepared for verification (nil with Public)
 	Roles             []string
 	Status            string
 	RevocationEventID string // set by key rotation on the revoked entry
@@ -90,7 +91,9 @@ func ParseRegistry(data []byte) (*Registry, error) {
 			k.Roles = append(k.Roles, role.Str())
 		}
 		if pub, err := base64.StdEncoding.DecodeString(k.PublicKeyB64); err == nil && len(pub) == ed25519.PublicKeySize {
-			k.Public = pub
+			if vk, err := NewVerifyKey(pub); err == nil {
+				k.Public, k.Verifier = pub, vk
+			}
 		}
 		if _, dup := r.keys[id]; !dup {
 			r.order = append(r.order, id)
@@ -127,6 +130,18 @@ func (r *Registry) Resolve(id string) (ed25519.PublicKey, error) {
 		return k.Public, ErrRevokedKey
 	}
 	return k.Public, nil
+}
+
+// ResolveVerifier is Resolve returning the prepared key.
+func (r *Registry) ResolveVerifier(id string) (*VerifyKey, error) {
+	k, ok := r.keys[id]
+	if !ok || k.Verifier == nil {
+		return nil, ErrUnknownKey
+	}
+	if k.Status == StatusRevoked {
+		return k.Verifier, ErrRevokedKey
+	}
+	return k.Verifier, nil
 }
 
 // KeyEntry builds a keys.json entry for a new key, with the reference's

@@ -219,12 +219,12 @@ func process(it *Item, text []byte, reg *bplog.Registry) {
 	case e.KeyID == "":
 		it.SigErr = errors.New("log: signed event has no actor_key_id")
 	default:
-		pub, err := reg.Resolve(e.KeyID)
+		vk, err := reg.ResolveVerifier(e.KeyID)
 		if errors.Is(err, bplog.ErrUnknownKey) {
 			it.SigErr = err
 			return
 		}
-		if verr := e.VerifySignatureWith(pub, signed); verr != nil {
+		if verr := e.VerifySignatureWith(vk, signed); verr != nil {
 			it.SigErr = verr
 		} else if err != nil {
 			it.SigErr = err // valid signature, revoked key
