@@ -42,6 +42,7 @@ type Appender struct {
 	f    *os.File
 	path string
 	size int64
+	prev int64 // size before the last Write, until Sync
 }
 
 // maxTornTail bounds how much of an unterminated tail is examined.
@@ -75,6 +76,7 @@ func OpenAppender(path string, opts AppenderOptions) (*Appender, *Repair, error)
 	}
 	a.size = st.Size()
 	rep, err := a.repairTail(opts)
+	a.prev = a.size
 	if err != nil {
 		f.Close()
 		return nil, nil, err
@@ -189,6 +191,16 @@ func (a *Appender) Path() string { return a.path }
 // file is cut back to its previous size, so a failed append leaves no
 // partial line.
 func (a *Appender) Append(lines ...[]byte) error {
+	if err := a.Write(lines...); err != nil {
+		return err
+	}
+	return a.Sync()
+}
+
+// Write is Append without the fsync: the lines are in the file (visible
+// to readers) but not yet durable. Call Sync before reporting them
+// written; if Sync fails, call Rollback.
+func (a *Appender) Write(lines ...[]byte) error {
 	n := 0
 	for _, l := range lines {
 		if bytes.ContainsAny(l, "\r\n") {
@@ -214,12 +226,25 @@ func (a *Appender) Append(lines ...[]byte) error {
 		a.rollback()
 		return fmt.Errorf("append to %s: %w", a.path, err)
 	}
-	if err := a.f.Sync(); err != nil {
-		a.rollback()
-		return fmt.Errorf("sync %s: %w", a.path, err)
-	}
+	a.prev = a.size
 	a.size += int64(n)
 	return nil
+}
+
+// Sync makes the written lines durable. On error it cuts them off again.
+func (a *Appender) Sync() error {
+	if err := a.f.Sync(); err != nil {
+		a.Rollback()
+		return fmt.Errorf("sync %s: %w", a.path, err)
+	}
+	a.prev = a.size
+	return nil
+}
+
+// Rollback cuts off the lines of the last Write.
+func (a *Appender) Rollback() {
+	a.size = a.prev
+	a.rollback()
 }
 
 func (a *Appender) rollback() {

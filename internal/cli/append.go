@@ -76,17 +76,21 @@ appended in one write.`)
 		return err
 	}
 	snap := b.Snapshot()
+	sh, err := b.StateHash()
+	if err != nil {
+		return err
+	}
 	if *asJSON {
 		var out []any
 		for _, ev := range evs {
 			out = append(out, map[string]any{"event_id": ev.ID, "type": ev.Type, "actor": ev.Actor, "prev_event_hash": ev.Prev})
 		}
-		return writeJSON(e.stdout, map[string]any{"appended": out, "state_hash": snap.StateHash, "merkle_root": snap.MerkleRoot})
+		return writeJSON(e.stdout, map[string]any{"appended": out, "state_hash": sh, "merkle_root": snap.MerkleRoot})
 	}
 	for _, ev := range evs {
 		fmt.Fprintf(e.stdout, "appended %s  %s by %s\n", ev.ID, ev.Type, ev.Actor)
 	}
-	fmt.Fprintf(e.stdout, "state %s  merkle root %s\n", shortID(snap.StateHash), shortID(snap.MerkleRoot))
+	fmt.Fprintf(e.stdout, "state %s  merkle root %s\n", shortID(sh), shortID(snap.MerkleRoot))
 	return nil
 }
 

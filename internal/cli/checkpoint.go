@@ -26,6 +26,10 @@ lossless resume data, and list it in the manifest.`)
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(e.stdout, "wrote %s (state %s)\n", rel, shortID(b.Snapshot().StateHash))
+	sh, err := b.StateHash()
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(e.stdout, "wrote %s (state %s)\n", rel, shortID(sh))
 	return nil
 }

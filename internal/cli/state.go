@@ -26,7 +26,11 @@ matches the log.`)
 	}
 	defer b.Close()
 	if *hashOnly {
-		fmt.Fprintln(e.stdout, b.Snapshot().StateHash)
+		sh, err := b.StateHash()
+		if err != nil {
+			return err
+		}
+		fmt.Fprintln(e.stdout, sh)
 		return nil
 	}
 	var out []byte

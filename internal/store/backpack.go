@@ -81,7 +81,6 @@ type Snapshot struct {
 	UID         string
 	EventCount  int    // entries the reducer counted
 	LastEventID string // canonical text of metadata.last_event_id
-	StateHash   string
 	MerkleRoot  string
 	LogSize     int64
 	Heads       map[string]Head
@@ -208,6 +207,16 @@ func (b *Backpack) KeyID() string {
 		return ""
 	}
 	return b.signer.KeyID
+}
+
+// StateHash returns the reducer's state_hash. It hashes the canonical
+// state (cached per entry by the reducer, so only changed entries are
+// re-encoded), which costs time proportional to the state's size; appends
+// therefore do not compute it, readers ask for it when they need it.
+func (b *Backpack) StateHash() (string, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.state.StateHash()
 }
 
 // Registry returns the key registry.
@@ -469,9 +478,13 @@ func (b *Backpack) AppendBatch(bodies []canon.Value) ([]*bplog.Event, error) {
 // appendLinesLocked appends canonical event lines, applies them and
 // rebuilds the derived files.
 func (b *Backpack) appendLinesLocked(lines [][]byte, evs []*bplog.Event) error {
-	if err := b.app.Append(lines...); err != nil {
+	if err := b.app.Write(lines...); err != nil {
 		return err
 	}
+	// The log's fsync runs while the derived files are rebuilt and their
+	// own fsyncs run; the append is reported only once the log is durable.
+	synced := make(chan error, 1)
+	go func() { synced <- b.app.Sync() }()
 	for i, l := range lines {
 		b.logHash.Write(l)
 		b.logHash.Write([]byte{'\n'})
@@ -483,23 +496,40 @@ func (b *Backpack) appendLinesLocked(lines [][]byte, evs []*bplog.Event) error {
 		b.heads[evs[i].Actor] = Head{ID: evs[i].ID, Events: h.Events + 1}
 	}
 	b.sinceCache += len(lines)
+	var derr error
 	if b.sinceCache >= b.opts.CacheEvery {
 		if err := b.writeCacheLocked(); err != nil {
 			b.log.Warn("state cache not written", "err", err)
 		}
 	}
-	if err := b.writeDerivedLocked(); err != nil {
-		return fmt.Errorf("events appended, but derived files not rebuilt (they will be on next open): %w", err)
+	derr = b.writeDerivedLocked()
+	if err := <-synced; err != nil {
+		// The lines are gone again; the in-memory state is not. Reload
+		// everything from disk so memory and files agree.
+		return b.reloadAfterFailureLocked(fmt.Errorf("events not written: %w", err))
+	}
+	if derr != nil {
+		return fmt.Errorf("events appended, but derived files not rebuilt (they will be on next open): %w", derr)
 	}
 	return b.publishLocked()
 }
 
+// reloadAfterFailureLocked rebuilds the in-memory state from the files
+// after a failed write, and returns cause.
+func (b *Backpack) reloadAfterFailureLocked(cause error) error {
+	b.state = nil
+	b.logSize, b.lines, b.entries, b.sinceCache = 0, 0, 0, 0
+	if err := b.load(context.Background()); err != nil {
+		return errors.Join(cause, fmt.Errorf("reload: %w", err))
+	}
+	if err := b.refreshDerivedIfStale(); err != nil {
+		return errors.Join(cause, err)
+	}
+	return errors.Join(cause, b.publishLocked())
+}
+
 // publishLocked publishes a new Snapshot.
 func (b *Backpack) publishLocked() error {
-	sh, err := b.state.StateHash()
-	if err != nil {
-		return err
-	}
 	heads := make(map[string]Head, len(b.heads))
 	for k, v := range b.heads {
 		heads[k] = v
@@ -513,7 +543,6 @@ func (b *Backpack) publishLocked() error {
 		UID:         b.uid,
 		EventCount:  int(b.state.EventCount()),
 		LastEventID: string(last),
-		StateHash:   sh,
 		MerkleRoot:  root,
 		LogSize:     b.logSize,
 		Heads:       heads,

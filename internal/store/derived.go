@@ -72,21 +72,20 @@ func (b *Backpack) writeDerivedLocked() error {
 	if err != nil {
 		return err
 	}
-	if err := writeFileAtomic(b.path(ManifestPath), data, 0o644); err != nil {
-		return err
+	files := []fileWrite{
+		{b.path(ManifestPath), data, 0o644},
+		{b.path(MerkleRootPath), merkle.EncodeRootFile(root), 0o644},
 	}
-	if err := writeFileAtomic(b.path(MerkleRootPath), merkle.EncodeRootFile(root), 0o644); err != nil {
-		return err
-	}
-	if b.signer == nil {
+	if b.signer != nil {
+		sig, err := merkle.SignManifest(b.signer.Key, b.signer.KeyID, root.String(), pytime.FormatUTC(b.opts.Now()))
+		if err != nil {
+			return err
+		}
+		files = append(files, fileWrite{b.path(ManifestSigPath), sig, 0o644})
+	} else {
 		b.log.Warn("no device key: manifest.sig not re-signed and now stale")
-		return nil
 	}
-	sig, err := merkle.SignManifest(b.signer.Key, b.signer.KeyID, root.String(), pytime.FormatUTC(b.opts.Now()))
-	if err != nil {
-		return err
-	}
-	return writeFileAtomic(b.path(ManifestSigPath), sig, 0o644)
+	return writeFilesAtomic(files)
 }
 
 // refreshDerivedIfStale rebuilds the derived files when they do not

@@ -113,6 +113,68 @@ func writeFileAtomic(path string, data []byte, perm os.FileMode) error {
 	return syncDir(dir)
 }
 
+// fileWrite is one file for writeFilesAtomic.
+type fileWrite struct {
+	path string
+	data []byte
+	perm os.FileMode
+}
+
+// writeFilesAtomic replaces several files the way writeFileAtomic does,
+// but fsyncs their temp files concurrently (the file system can commit
+// them together), then renames each. The directory is not fsynced: a
+// crash may undo a rename, leaving the old file, and a crash leaves every
+// file either old or new, though not necessarily all of them new. Callers
+// use it only for derived files, which every writer re-checks against the
+// log when it opens the backpack and rebuilds when stale.
+func writeFilesAtomic(files []fileWrite) error {
+	tmps := make([]string, len(files))
+	defer func() {
+		for _, t := range tmps {
+			if t != "" {
+				os.Remove(t)
+			}
+		}
+	}()
+	errs := make(chan error, len(files))
+	for i, fw := range files {
+		f, err := os.CreateTemp(filepath.Dir(fw.path), "."+filepath.Base(fw.path)+".tmp-*")
+		if err != nil {
+			return err
+		}
+		tmps[i] = f.Name()
+		go func() {
+			_, err := f.Write(fw.data)
+			if err == nil {
+				err = f.Chmod(fw.perm)
+			}
+			if err == nil {
+				err = f.Sync()
+			}
+			if cerr := f.Close(); err == nil {
+				err = cerr
+			}
+			errs <- err
+		}()
+	}
+	var first error
+	for range files {
+		if err := <-errs; err != nil && first == nil {
+			first = err
+		}
+	}
+	if first != nil {
+		return first
+	}
+	for i, fw := range files {
+		if err := os.Rename(tmps[i], fw.path); err != nil {
+			return err
+		}
+		tmps[i] = ""
+	}
+	return nil
+}
+
 func syncDir(dir string) error {
 	d, err := os.Open(dir)
 	if err != nil {

@@ -154,7 +154,7 @@ func TestAppendIncrementalEqualsReplay(t *testing.T) {
 			t.Fatalf("head not updated")
 		}
 	}
-	inc := b.Snapshot().StateHash
+	inc := stateHash(t, b)
 	if err := b.Close(); err != nil {
 		t.Fatal(err)
 	}
@@ -170,7 +170,7 @@ func TestAppendIncrementalEqualsReplay(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got := r.Snapshot().StateHash; got != inc {
+	if got := stateHash(t, r); got != inc {
 		t.Errorf("reopened state %s, want %s", got, inc)
 	}
 	r.Close()
@@ -204,8 +204,8 @@ func TestStaleAndCorruptCache(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if r.Snapshot().StateHash != want {
-		t.Errorf("corrupt cache: state %s, want %s", r.Snapshot().StateHash, want)
+	if stateHash(t, r) != want {
+		t.Errorf("corrupt cache: state %s, want %s", stateHash(t, r), want)
 	}
 	r.Close()
 	// A log rewritten underneath the cache (another tool reordered it):
@@ -220,8 +220,8 @@ func TestStaleAndCorruptCache(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if r.Snapshot().StateHash != want {
-		t.Errorf("rewritten log: state %s, want %s", r.Snapshot().StateHash, want)
+	if stateHash(t, r) != want {
+		t.Errorf("rewritten log: state %s, want %s", stateHash(t, r), want)
 	}
 	r.Close()
 }
@@ -340,7 +340,7 @@ func TestCheckpointResumeEqualsReplay(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer r.Close()
-	if got, want := r.Snapshot().StateHash, replayHash(t, dir); got != want {
+	if got, want := stateHash(t, r), replayHash(t, dir); got != want {
 		t.Fatalf("resumed from checkpoint: %s, full replay %s", got, want)
 	}
 	// Deleting the (manifested) cache makes the manifest wrong until the
@@ -365,4 +365,13 @@ func TestCheckpointResumeEqualsReplay(t *testing.T) {
 	if !found {
 		t.Errorf("checkpoint not in the manifest (the reference leaves it a phantom; backpack must not)")
 	}
+}
+
+func stateHash(t *testing.T, b *store.Backpack) string {
+	t.Helper()
+	h, err := b.StateHash()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return h
 }
