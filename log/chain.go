@@ -237,6 +237,15 @@ func (c *Chains) Head(actor string) (string, int) {
 	return a.Head, a.Events
 }
 
+// Line returns the line where an event id was first added.
+func (c *Chains) Line(id string) (int, bool) {
+	s, ok := c.seen[id]
+	if !ok {
+		return 0, false
+	}
+	return s.line, true
+}
+
 // Has reports whether an event id was added.
 func (c *Chains) Has(id string) bool {
 	_, ok := c.seen[id]

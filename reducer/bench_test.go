@@ -3,6 +3,7 @@ package reducer_test
 import (
 	"testing"
 
+	"github.com/backpack-field/backpack/internal/canon"
 	"github.com/backpack-field/backpack/reducer"
 )
 
@@ -76,5 +77,81 @@ func BenchmarkFullHash(b *testing.B) {
 		if _, err := s.StateHash(); err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+// BenchmarkMarshalBinary encodes a 100k-event state for the cache file.
+func BenchmarkMarshalBinary(b *testing.B) {
+	s := bigState(b)
+	bin, _ := s.MarshalBinary()
+	b.SetBytes(int64(len(bin)))
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := s.MarshalBinary(); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkUnmarshalBinary decodes a 100k-event state and hashes it, as
+// opening a backpack from its cache does.
+func BenchmarkUnmarshalBinary(b *testing.B) {
+	bin, err := bigState(b).MarshalBinary()
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.SetBytes(int64(len(bin)))
+	b.ReportAllocs()
+	for b.Loop() {
+		var s reducer.State
+		if err := s.UnmarshalBinary(bin); err != nil {
+			b.Fatal(err)
+		}
+		if _, err := s.StateHash(); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkRestoreJSON is the canonical JSON alternative to the binary
+// form: parse the preimage and the evidence, Restore, hash.
+func BenchmarkRestoreJSON(b *testing.B) {
+	s := bigState(b)
+	pre, err := s.HashPreimage()
+	if err != nil {
+		b.Fatal(err)
+	}
+	ev, err := canon.Encode(s.Evidence())
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.SetBytes(int64(len(pre) + len(ev)))
+	lim := canon.Limits{MaxSize: 1 << 30}
+	b.ReportAllocs()
+	for b.Loop() {
+		p, err := lim.Parse(pre)
+		if err != nil {
+			b.Fatal(err)
+		}
+		e, err := lim.Parse(ev)
+		if err != nil {
+			b.Fatal(err)
+		}
+		r, err := reducer.Restore(p, e)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if _, err := r.StateHash(); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkClone copies a 100k-event state for publishing to readers.
+func BenchmarkClone(b *testing.B) {
+	s := bigState(b)
+	b.ReportAllocs()
+	for b.Loop() {
+		s.Clone()
 	}
 }

@@ -17,9 +17,15 @@ func (s *State) Clone() *State {
 		reducerMeta:  s.reducerMeta,
 		err:          s.err,
 	}
+	// The arena's chunks are shared; the last one is capped so that the
+	// copy starts a new chunk instead of writing after the original's end.
+	c.ar = &arena{chunks: capped(s.ar.chunks)}
+	if n := len(c.ar.chunks); n > 0 {
+		c.ar.chunks = append(c.ar.chunks[:n-1:n-1], capped(c.ar.chunks[n-1]))
+	}
 	remap := make(map[*keyState]*keyState, len(s.keys))
 	for key, ks := range s.keys {
-		nk := ks.clone()
+		nk := ks.clone(c.ar)
 		c.keys[key] = nk
 		remap[ks] = nk
 	}
@@ -46,12 +52,13 @@ func (s *State) Clone() *State {
 
 func capped[S ~[]E, E any](s S) S { return s[:len(s):len(s)] }
 
-func (ks *keyState) clone() *keyState {
+func (ks *keyState) clone(ar *arena) *keyState {
 	nk := *ks
 	nk.arch = capped(ks.arch)
 	nk.archEnc = capped(ks.archEnc)
 	e := &nk.ev
-	e.buf, e.ends, e.vals = capped(ks.ev.buf), capped(ks.ev.ends), capped(ks.ev.vals)
+	e.ar = ar
+	e.recs = capped(ks.ev.recs)
 	e.odd = maps.Clone(ks.ev.odd) // records are never modified
 	e.groups = make([]*group, len(ks.ev.groups))
 	for i, g := range ks.ev.groups {

@@ -1,6 +1,7 @@
 package reducer
 
 import (
+	"errors"
 	"slices"
 	"strings"
 
@@ -21,10 +22,10 @@ type record struct {
 
 // evidence is the evidence index of one key.
 //
-// Records are stored as their canonical JSON (the to_dict() form), back to
-// back in buf: they are encoded once, while the event is at hand, and
-// contested entries are written by copying them. The buffer holds no
-// pointers, which keeps a large state cheap for the garbage collector.
+// Records are stored as their canonical JSON (the to_dict() form) in the
+// state's arena: they are encoded once, while the event is at hand, never
+// move, and contested entries are written by copying them. The arena holds
+// no pointers, which keeps a large state cheap for the garbage collector.
 // A record that cannot be canonicalised (a non-finite float) takes no
 // bytes and is kept in odd instead.
 //
@@ -34,9 +35,8 @@ type record struct {
 // the groups of the first n records, for any n <= grouped, are prefixes of
 // the groups. That is why a contested entry only needs to record n.
 type evidence struct {
-	buf  []byte
-	ends []int // ends[i] is the end of record i in buf (its start is ends[i-1])
-	vals []int // vals[i] is where the value text of record i starts in buf
+	ar   *arena
+	recs []recRef
 
 	odd map[int]*record // records that cannot be canonicalised
 	// badValues counts records whose value cannot be canonicalised: the
@@ -49,6 +49,40 @@ type evidence struct {
 	sorted  bool
 }
 
+// recRef locates a record's encoding in the arena: arena.chunks[chunk]
+// [start:end], with the value's text from vstart to end-1.
+type recRef struct {
+	chunk, start, end, vstart int32
+}
+
+// arena is append-only storage for record encodings, shared by all keys
+// of a State. Chunks are never reallocated, so stored bytes never move or
+// change; only the last chunk has room to grow.
+type arena struct {
+	chunks  [][]byte
+	scratch []byte
+}
+
+const (
+	arenaChunk = 256 << 10
+	// maxRecord is the largest encoding stored in the arena; larger
+	// records are kept as odd values, so offsets fit in int32.
+	maxRecord = 1 << 30
+)
+
+// add stores b and returns its location.
+func (a *arena) add(b []byte) (chunk, start int32) {
+	n := len(a.chunks)
+	if n == 0 || cap(a.chunks[n-1])-len(a.chunks[n-1]) < len(b) {
+		a.chunks = append(a.chunks, make([]byte, 0, max(arenaChunk, len(b))))
+		n++
+	}
+	c := &a.chunks[n-1]
+	start = int32(len(*c))
+	*c = append(*c, b...)
+	return int32(n - 1), start
+}
+
 // group is the records of one key whose values have the same canonical
 // text.
 type group struct {
@@ -57,25 +91,23 @@ type group struct {
 	idx    []int32 // record indices, increasing
 }
 
-func (e *evidence) len() int { return len(e.ends) }
-
-func (e *evidence) start(i int) int {
-	if i == 0 {
-		return 0
-	}
-	return e.ends[i-1]
-}
+func (e *evidence) len() int { return len(e.recs) }
 
 // recordBytes returns the canonical encoding of record i (empty when odd).
-func (e *evidence) recordBytes(i int) []byte { return e.buf[e.start(i):e.ends[i]] }
+func (e *evidence) recordBytes(i int) []byte {
+	r := e.recs[i]
+	return e.ar.chunks[r.chunk][r.start:r.end]
+}
 
 // add appends a record.
 func (e *evidence) add(r *record) {
 	i := e.len()
-	start := len(e.buf)
-	buf, vstart, err := r.appendEncode(e.buf)
+	buf, vstart, err := r.appendEncode(e.ar.scratch[:0])
+	e.ar.scratch = buf[:0]
+	if err == nil && len(buf) > maxRecord {
+		err = errors.New("record too large for the arena")
+	}
 	if err != nil {
-		buf, vstart = buf[:start], start
 		if e.odd == nil {
 			e.odd = make(map[int]*record)
 		}
@@ -84,10 +116,11 @@ func (e *evidence) add(r *record) {
 		if _, err := canon.Text(r.value); err != nil {
 			e.badValues++
 		}
+		e.recs = append(e.recs, recRef{})
+		return
 	}
-	e.buf = buf
-	e.ends = append(e.ends, len(buf))
-	e.vals = append(e.vals, vstart)
+	chunk, start := e.ar.add(buf)
+	e.recs = append(e.recs, recRef{chunk: chunk, start: start, end: start + int32(len(buf)), vstart: start + int32(vstart)})
 }
 
 // valueText returns the canonical text of record i's value. It allocates
@@ -96,7 +129,8 @@ func (e *evidence) valueText(i int) ([]byte, error) {
 	if r := e.odd[i]; r != nil {
 		return canon.Encode(r.value)
 	}
-	return e.buf[e.vals[i] : e.ends[i]-1], nil // the encoding ends with the value and '}'
+	r := e.recs[i]
+	return e.ar.chunks[r.chunk][r.vstart : r.end-1], nil // the encoding ends with the value and '}'
 }
 
 // groupUpTo groups the first n records.

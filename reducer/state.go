@@ -61,6 +61,7 @@ var reasonNames = [...]string{"conflicts_with_canonical", "conflicts_with_local"
 // readers while applying further events to the original.
 type State struct {
 	keys map[string]*keyState
+	ar   *arena // the evidence records of every key
 	// sec holds, per namespace, the keys that have ever had an entry there.
 	sec [numNamespaces]section
 
@@ -175,6 +176,7 @@ func (o optString) value() canon.Value {
 func New() *State {
 	return &State{
 		keys:        make(map[string]*keyState),
+		ar:          new(arena),
 		reducerMeta: reducerBlock,
 	}
 }
@@ -392,6 +394,7 @@ func (s *State) ensure(key []byte) *keyState {
 
 func (s *State) newKey(key string) *keyState {
 	ks := &keyState{key: key}
+	ks.ev.ar = s.ar
 	ks.keyEnc, _ = canon.AppendString(nil, key) // keys are valid UTF-8
 	ks.keyEnc = append(ks.keyEnc, ':')
 	s.keys[key] = ks

@@ -150,7 +150,6 @@ func (c *checker) log(ctx context.Context, dir string, reg *bplog.Registry) erro
 
 	state := reducer.New()
 	chains := bplog.NewChains()
-	lines := map[string]int{} // event id -> first line, for revocations
 	var revoked []pendingRevoked
 	cache := loadCacheProbe(dir, c)
 	cps := loadCheckpoints(dir, reg, c)
@@ -169,7 +168,7 @@ func (c *checker) log(ctx context.Context, dir string, reg *bplog.Registry) erro
 		if it.Event == nil {
 			c.add(Finding{Severity: Fail, Area: "log", Line: it.Number, Message: "line is JSON but not an object (" + it.Value.Kind().String() + "); not an event"})
 		} else {
-			c.event(it, chains, lines, &revoked)
+			c.event(it, chains, &revoked)
 		}
 		cache.at(it.End, state)
 		cps.at(int64(state.EventCount()), it.End, state)
@@ -182,7 +181,7 @@ func (c *checker) log(ctx context.Context, dir string, reg *bplog.Registry) erro
 	for _, p := range revoked {
 		msg := fmt.Sprintf("signed by revoked key %s", p.key)
 		sev := Fail
-		if l, ok := lines[p.revEvt]; ok && l > p.line {
+		if l, ok := chains.Line(p.revEvt); ok && l > p.line {
 			sev, msg = Warn, msg+fmt.Sprintf(" (signature valid; signed before the revocation event %s at line %d; the reference rejects it)", p.revEvt, l)
 		} else {
 			msg += " (signature valid, but the key was revoked before this event or the revocation event is unknown)"
@@ -220,7 +219,7 @@ func (c *checker) log(ctx context.Context, dir string, reg *bplog.Registry) erro
 	return nil
 }
 
-func (c *checker) event(it *scan.Item, chains *bplog.Chains, lines map[string]int, revoked *[]pendingRevoked) {
+func (c *checker) event(it *scan.Item, chains *bplog.Chains, revoked *[]pendingRevoked) {
 	e := it.Event
 	if it.EventErr != nil {
 		c.add(Finding{Severity: Fail, Area: "log", Line: it.Number, EventID: e.ID, Actor: e.Actor, Message: "not a usable event: " + it.EventErr.Error()})
@@ -229,9 +228,6 @@ func (c *checker) event(it *scan.Item, chains *bplog.Chains, lines map[string]in
 	if it.EncodeErr != nil {
 		c.add(Finding{Severity: Fail, Area: "log", Line: it.Number, EventID: e.ID, Actor: e.Actor, Message: "event cannot be canonicalised (so it cannot be hashed or verified): " + it.EncodeErr.Error()})
 		return
-	}
-	if _, ok := lines[e.ID]; !ok {
-		lines[e.ID] = it.Number
 	}
 	if !it.Canonical {
 		c.add(Finding{Severity: Warn, Area: "log", Line: it.Number, EventID: e.ID, Message: "line is not in canonical JSON form (the reference writes canonical lines)"})
