@@ -239,3 +239,17 @@ func TestUnmarshalBinaryRejects(t *testing.T) {
 		}
 	}
 }
+
+func TestZeroState(t *testing.T) {
+	var z reducer.State
+	if got := mustHash(t, &z); got != mustHash(t, reducer.New()) {
+		t.Errorf("zero State hash %s", got)
+	}
+	var a reducer.State
+	for _, ev := range readLog(accessorLog) {
+		a.Apply(ev)
+	}
+	if got, want := mustHash(t, &a), mustHash(t, replay(t, readLog(accessorLog))); got != want {
+		t.Errorf("zero State after events: %s, want %s", got, want)
+	}
+}

@@ -79,6 +79,7 @@ func (s *State) AppendBinary(dst []byte) ([]byte, error) {
 	if s.err != nil {
 		return nil, s.err
 	}
+	s.init()
 	start := len(dst)
 	e := binEncoder{b: dst}
 	e.b = append(e.b, binaryMagic...)

@@ -9,6 +9,9 @@ import "maps"
 // reads). The cost is proportional to the number of keys and evidence
 // groups, not to the amount of evidence. Clone only reads s.
 func (s *State) Clone() *State {
+	if s.keys == nil {
+		return New()
+	}
 	c := &State{
 		keys:         make(map[string]*keyState, len(s.keys)),
 		eventCount:   s.eventCount,

@@ -62,6 +62,7 @@ func (s *State) StateHash() (string, error) {
 	if s.hc.valid {
 		return s.hc.hash, nil
 	}
+	s.init()
 	s.mergePending()
 	fns, fpos := s.firstChange()
 

@@ -172,12 +172,19 @@ func (o optString) value() canon.Value {
 	return canon.StringValue(o.s)
 }
 
-// New returns the state of an empty log.
+// New returns the state of an empty log. The zero State is equivalent.
 func New() *State {
-	return &State{
-		keys:        make(map[string]*keyState),
-		ar:          new(arena),
-		reducerMeta: reducerBlock,
+	s := new(State)
+	s.init()
+	return s
+}
+
+// init makes a zero State the state of an empty log.
+func (s *State) init() {
+	if s.keys == nil {
+		s.keys = make(map[string]*keyState)
+		s.ar = new(arena)
+		s.reducerMeta = reducerBlock
 	}
 }
 
@@ -225,6 +232,7 @@ func (s *State) Apply(ev canon.Value) error {
 	if s.err != nil {
 		return s.err
 	}
+	s.init()
 	if ev.Kind() != canon.Object {
 		return nil
 	}
