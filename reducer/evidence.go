@@ -61,6 +61,7 @@ type recRef struct {
 type arena struct {
 	chunks  [][]byte
 	scratch []byte
+	floats  floatCache
 }
 
 const (
@@ -102,7 +103,7 @@ func (e *evidence) recordBytes(i int) []byte {
 // add appends a record.
 func (e *evidence) add(r *record) {
 	i := e.len()
-	buf, vstart, err := r.appendEncode(e.ar.scratch[:0])
+	buf, vstart, err := r.appendEncode(e.ar.scratch[:0], &e.ar.floats)
 	e.ar.scratch = buf[:0]
 	if err == nil && len(buf) > maxRecord {
 		err = errors.New("record too large for the arena")
@@ -220,14 +221,14 @@ func (e *evidence) recordValue(i int) canon.Value {
 
 // appendEncode appends the canonical JSON of the record's to_dict() and
 // returns where the value's text starts.
-func (r *record) appendEncode(dst []byte) ([]byte, int, error) {
+func (r *record) appendEncode(dst []byte, fc *floatCache) ([]byte, int, error) {
 	var err error
 	dst = append(dst, `{"actor":`...)
 	if dst, err = canon.AppendString(dst, r.actor); err != nil {
 		return dst, 0, err
 	}
 	dst = append(dst, `,"confidence":`...)
-	if dst, err = canon.AppendFloat(dst, r.confidence); err != nil {
+	if dst, err = fc.appendFloat(dst, r.confidence); err != nil {
 		return dst, 0, err
 	}
 	dst = append(dst, `,"event_id":`...)

@@ -166,7 +166,7 @@ func (s *State) encodeSlot(ks *keyState, ns Namespace) error {
 	case Canonical:
 		enc, err = ks.canon.appendEncode(nil, nil, false)
 	case Local:
-		enc, err = ks.local.appendEncode(nil)
+		enc, err = ks.local.appendEncode(nil, &s.ar.floats)
 	case Contested:
 		enc, err = ks.encodeContested()
 	}
@@ -258,12 +258,12 @@ func (c *canonEntry) appendEncode(dst []byte, supersededBy *canon.Value, retract
 	return append(dst, '}'), nil
 }
 
-func (l *localEntry) appendEncode(dst []byte) ([]byte, error) {
+func (l *localEntry) appendEncode(dst []byte, fc *floatCache) ([]byte, error) {
 	var err error
 	dst = append(dst, `{"actor":`...)
 	dst, _ = canon.AppendString(dst, l.actor)
 	dst = append(dst, `,"confidence":`...)
-	if dst, err = canon.AppendFloat(dst, l.confidence); err != nil {
+	if dst, err = fc.appendFloat(dst, l.confidence); err != nil {
 		return dst, err
 	}
 	dst = append(dst, `,"evidence_count":`...)
@@ -310,7 +310,7 @@ func (ks *keyState) encodeContested() ([]byte, error) {
 		if ev.odd != nil {
 			for _, i := range p.idx {
 				if r := ev.odd[int(i)]; r != nil {
-					_, _, err := r.appendEncode(nil)
+					_, _, err := r.appendEncode(nil, nil)
 					return nil, err
 				}
 			}
