@@ -76,3 +76,31 @@ func FuzzReader(f *testing.F) {
 		}
 	})
 }
+
+// FuzzParseKeyFiles: the keys.json and key file parsers never panic, and
+// a key file they accept re-encodes to one that parses to the same keys.
+func FuzzParseKeyFiles(f *testing.F) {
+	f.Add([]byte(`{"keys":[{"key_id":"bp1_56475aa75463474c","private_key_b64":"AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=","algorithm":"Ed25519"}],"actor":"a"}`))
+	f.Add([]byte(`{"WARNING":"x","bp1_56475aa75463474c":"AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8="}`))
+	f.Add([]byte(`{"keys":[{"key_id":"bp1_56475aa75463474c","algorithm":"Ed25519","public_key_b64":"A6EHv/POEL4dcN0Y50vAmWfk1jCbpQ1fHdyGZBJVMbg=","status":"active"}],"revocations":[]}`))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		if reg, err := bplog.ParseRegistry(data); err == nil {
+			for _, k := range reg.Keys() {
+				reg.Resolve(k.ID)
+			}
+		}
+		kf, err := bplog.ParseKeyFile(data)
+		if err != nil {
+			return
+		}
+		kf2, err := bplog.ParseKeyFile(kf.Encode())
+		if err != nil || len(kf2.Keys) != len(kf.Keys) || kf2.Actor != kf.Actor {
+			t.Fatalf("key file does not round-trip: %v", err)
+		}
+		for i := range kf.Keys {
+			if kf.Keys[i].ID != kf2.Keys[i].ID {
+				t.Fatalf("key %d changed", i)
+			}
+		}
+	})
+}
