@@ -257,3 +257,51 @@ func TestReferenceBackpacks(t *testing.T) {
 		})
 	}
 }
+
+// TestRevokedKey: events signed by a key that keys.json marks revoked are
+// accepted with a warning when they precede the revocation event, and
+// fail after it (the reference rejects both; SPEC §2.3, D8).
+func TestRevokedKey(t *testing.T) {
+	dir, device := fixture(t)
+	old, _ := bplog.KeyFromSeedB64("paWlpaWlpaWlpaWlpaWlpaWlpaWlpaWlpaWlpaWlpaU=")
+	lines := logLines(t, dir)
+	var head string
+	{
+		v, _ := canon.Parse([]byte(lines[len(lines)-1]))
+		head = v.Field("event_id").Str()
+	}
+	body := func(typ, prev string) canon.Value {
+		var b canon.ObjectBuilder
+		p := canon.NullValue()
+		if prev != "" {
+			p = canon.StringValue(prev)
+		}
+		b.Set("type", canon.StringValue(typ)).Set("actor", canon.StringValue("old_device")).Set("prev_event_hash", p).
+			Set("timestamp_utc", canon.StringValue("2026-05-02T00:00:00+00:00")).Set("payload", canon.ObjectValue())
+		return b.Value()
+	}
+	before, l1, _ := old.Signer().Seal(body("OBSERVATION", ""))
+	rev, l2, _ := device.Signer().Seal(body("KEY_REVOCATION", head).With("actor", canon.StringValue("alpha")))
+	_, l3, _ := old.Signer().Seal(body("OBSERVATION", before.ID))
+	lines = append(lines, string(l1)+"\n", string(l2)+"\n", string(l3)+"\n")
+	writeLines(t, dir, lines)
+	keys, _ := canon.Parse([]byte(read(t, filepath.Join(dir, store.KeysPath))))
+	entry := bplog.KeyEntry(old.Public(), []string{"attestation"}, "2026-05-01T00:00:00+00:00").
+		With("status", canon.StringValue("revoked")).With("revocation_event_id", canon.StringValue(rev.ID))
+	keys = keys.With("keys", canon.ArrayValue(append(keys.Field("keys").Elems(), entry)...))
+	os.WriteFile(filepath.Join(dir, store.KeysPath), canon.MustEncode(keys), 0o644)
+	rep := run(t, dir)
+	n := len(lines)
+	found := map[string]bool{}
+	for _, f := range rep.Findings {
+		if f.Area == "signature" {
+			found[fmt.Sprintf("%s@%d", f.Severity, f.Line)] = true
+		}
+	}
+	if !found[fmt.Sprintf("warn@%d", n-2)] || !found[fmt.Sprintf("fail@%d", n)] {
+		for _, f := range rep.Findings {
+			t.Log(f)
+		}
+		t.Fatalf("revoked key findings: %v", found)
+	}
+}

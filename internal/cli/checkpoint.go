@@ -11,6 +11,7 @@ func runCheckpoint(e *env, args []string) error {
 checkpoints/<event count>.chk in the reference's format, with backpack's
 lossless resume data, and list it in the manifest.`)
 	key := fs.String("key", "", "device key file")
+	asJSON := fs.Bool("json", false, "print the result as JSON")
 	dir, err := onePositional(fs, args, "backpack directory")
 	if err != nil {
 		return err
@@ -29,6 +30,9 @@ lossless resume data, and list it in the manifest.`)
 	sh, err := b.StateHash()
 	if err != nil {
 		return err
+	}
+	if *asJSON {
+		return writeJSON(e.stdout, map[string]any{"checkpoint": rel, "state_hash": sh, "event_count": b.Snapshot().EventCount})
 	}
 	fmt.Fprintf(e.stdout, "wrote %s (state %s)\n", rel, shortID(sh))
 	return nil
