@@ -2,6 +2,7 @@ package reducer_test
 
 import (
 	"testing"
+	"time"
 
 	"github.com/backpack-field/backpack/internal/canon"
 	"github.com/backpack-field/backpack/reducer"
@@ -14,6 +15,7 @@ const benchEvents = 100_000
 func BenchmarkApply(b *testing.B) {
 	events := realisticLog(b, benchEvents, 1)
 	b.ReportAllocs()
+	cpu := cpuTime()
 	for b.Loop() {
 		s := reducer.New()
 		for _, ev := range events {
@@ -25,7 +27,16 @@ func BenchmarkApply(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
+	reportCPU(b, cpu)
 	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/benchEvents, "ns/event")
+}
+
+// reportCPU reports the process CPU time per iteration since start
+// (including the garbage collector's).
+func reportCPU(b *testing.B, start time.Duration) {
+	if start > 0 {
+		b.ReportMetric(float64((cpuTime()-start).Nanoseconds())/float64(b.N), "cpu-ns/op")
+	}
 }
 
 // BenchmarkApplyOneAndHash applies one event to a 100k-event state and
@@ -42,6 +53,7 @@ func BenchmarkApplyOneAndHash(b *testing.B) {
 	more := events[benchEvents:]
 	i := 0
 	b.ReportAllocs()
+	cpu := cpuTime()
 	for b.Loop() {
 		s.Apply(more[i%len(more)])
 		i++
@@ -49,6 +61,7 @@ func BenchmarkApplyOneAndHash(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
+	reportCPU(b, cpu)
 }
 
 func bigState(b *testing.B) *reducer.State {
@@ -86,11 +99,13 @@ func BenchmarkMarshalBinary(b *testing.B) {
 	bin, _ := s.MarshalBinary()
 	b.SetBytes(int64(len(bin)))
 	b.ReportAllocs()
+	cpu := cpuTime()
 	for b.Loop() {
 		if _, err := s.MarshalBinary(); err != nil {
 			b.Fatal(err)
 		}
 	}
+	reportCPU(b, cpu)
 }
 
 // BenchmarkUnmarshalBinary decodes a 100k-event state and hashes it, as
@@ -102,6 +117,7 @@ func BenchmarkUnmarshalBinary(b *testing.B) {
 	}
 	b.SetBytes(int64(len(bin)))
 	b.ReportAllocs()
+	cpu := cpuTime()
 	for b.Loop() {
 		var s reducer.State
 		if err := s.UnmarshalBinary(bin); err != nil {
@@ -111,6 +127,7 @@ func BenchmarkUnmarshalBinary(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
+	reportCPU(b, cpu)
 }
 
 // BenchmarkRestoreJSON is the canonical JSON alternative to the binary
@@ -128,6 +145,7 @@ func BenchmarkRestoreJSON(b *testing.B) {
 	b.SetBytes(int64(len(pre) + len(ev)))
 	lim := canon.Limits{MaxSize: 1 << 30}
 	b.ReportAllocs()
+	cpu := cpuTime()
 	for b.Loop() {
 		p, err := lim.Parse(pre)
 		if err != nil {
@@ -145,13 +163,16 @@ func BenchmarkRestoreJSON(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
+	reportCPU(b, cpu)
 }
 
 // BenchmarkClone copies a 100k-event state for publishing to readers.
 func BenchmarkClone(b *testing.B) {
 	s := bigState(b)
 	b.ReportAllocs()
+	cpu := cpuTime()
 	for b.Loop() {
 		s.Clone()
 	}
+	reportCPU(b, cpu)
 }

@@ -21,7 +21,9 @@ import (
 //	key count, then per key in canonical order:
 //	  key S, flags (1 canonical, 2 local, 4 contested, 8 contested is
 //	    literal, 16 archived)
-//	  record count, records: actor S, namespace byte, confidence F,
+//	  record count, records: either 0, the record's canonical JSON as S
+//	    and the offset of its value's text, or 1 (a record that cannot
+//	    be canonicalised) and actor S, namespace byte, confidence F,
 //	    timestamp T, event_id V, value V
 //	  canonical: value V, attested_by V, provenance V, attestation_event_id V
 //	  local: value V, confidence F, provenance V, actor S, timestamp T,
@@ -50,6 +52,12 @@ const (
 	flagAll = flagCanonical | flagLocal | flagContested | flagLiteral | flagArchived
 )
 
+// Kinds of evidence records.
+const (
+	recordBytes = iota // the canonical encoding and where its value starts
+	recordOdd          // a record that cannot be canonicalised, as values
+)
+
 const (
 	tagNull = iota
 	tagFalse
@@ -73,15 +81,21 @@ func (s *State) MarshalBinary() ([]byte, error) { return s.AppendBinary(nil) }
 
 // AppendBinary appends a compact, versioned, checksummed encoding of the
 // whole State, evidence included, that UnmarshalBinary turns back into an
-// equivalent State much faster than Restore parses canonical JSON. Caches
-// are not part of it. A State stopped by an *ApplyError cannot be encoded.
+// equivalent State much faster than Restore parses canonical JSON.
+// Evidence records are copied as the canonical bytes the State keeps, so
+// encoding is mostly copying. Hash caches are not part of it. A State
+// stopped by an *ApplyError cannot be encoded.
 func (s *State) AppendBinary(dst []byte) ([]byte, error) {
 	if s.err != nil {
 		return nil, s.err
 	}
 	s.init()
 	start := len(dst)
-	e := binEncoder{b: dst}
+	size := 64 + 16*len(s.keys)
+	for _, c := range s.ar.chunks {
+		size += len(c) + len(c)/16
+	}
+	e := binEncoder{b: slices.Grow(dst, size)}
 	e.b = append(e.b, binaryMagic...)
 	e.uvarint(binaryVersion)
 	e.uvarint(uint64(s.eventCount))
@@ -193,13 +207,22 @@ func (e *binEncoder) key(ks *keyState) {
 	ev := &ks.ev
 	e.uvarint(uint64(ev.len()))
 	for i := range ev.len() {
-		r := ev.recordFields(i)
-		e.str(r.actor)
-		e.b = append(e.b, byte(r.ns))
-		e.float(r.confidence)
-		e.optStr(r.ts)
-		e.value(r.eventID)
-		e.value(r.value)
+		if r := ev.odd[i]; r != nil {
+			e.b = append(e.b, recordOdd)
+			e.str(r.actor)
+			e.b = append(e.b, byte(r.ns))
+			e.float(r.confidence)
+			e.optStr(r.ts)
+			e.value(r.eventID)
+			e.value(r.value)
+			continue
+		}
+		ref := ev.recs[i]
+		e.b = append(e.b, recordBytes)
+		b := ev.recordBytes(i)
+		e.uvarint(uint64(len(b)))
+		e.b = append(e.b, b...)
+		e.uvarint(uint64(ref.vstart - ref.start))
 	}
 	if flags&flagCanonical != 0 {
 		e.canonEntry(&ks.canon)
@@ -237,34 +260,14 @@ func (e *binEncoder) key(ks *keyState) {
 	}
 }
 
-// recordFields returns record i in value form.
-func (e *evidence) recordFields(i int) *record {
-	if r := e.odd[i]; r != nil {
-		return r
-	}
-	m := e.recordValue(i).Members() // actor, confidence, event_id, namespace, timestamp_utc, value
-	r := &record{
-		actor:      m[0].Value.Str(),
-		confidence: m[1].Value.Float(),
-		eventID:    m[2].Value,
-		value:      m[5].Value,
-	}
-	for ns, name := range namespaceNames {
-		if m[3].Value.Str() == name {
-			r.ns = Namespace(ns)
-		}
-	}
-	if m[4].Value.Kind() == canon.String {
-		r.ts = optString{s: m[4].Value.Str(), valid: true}
-	}
-	return r
-}
-
 // UnmarshalBinary replaces s with the State encoded in data by
 // AppendBinary. It checks the magic, version and checksum, bounds every
-// count by the input size and rejects any non-canonical or inconsistent
-// encoding with an error wrapping ErrCorrupt; it never panics. On error s
-// is left unchanged.
+// count by the input size, parses every evidence record, and rejects any
+// non-canonical or inconsistent encoding with an error wrapping
+// ErrCorrupt; it never panics. On error s is left unchanged.
+//
+// The checksum detects damage, not forgery: like any cache, the file is
+// trusted to have been written by AppendBinary.
 func (s *State) UnmarshalBinary(data []byte) error {
 	ns, err := decodeBinary(data)
 	if err != nil {
@@ -274,8 +277,8 @@ func (s *State) UnmarshalBinary(data []byte) error {
 	return nil
 }
 
-// decodeDepth bounds the nesting of decoded values, as canon's parser does.
-const decodeDepth = canon.DefaultMaxDepth
+// decodeDepth bounds the nesting of decoded values.
+const decodeDepth = maxDepth
 
 type binDecoder struct {
 	s   string // the input, as a string so that decoded strings share it
@@ -479,28 +482,49 @@ func (s *State) decodeKey(d *binDecoder, key string) {
 		return
 	}
 	ks := s.newKey(key)
-	nrec := d.count(13)
+	nrec := d.count(3)
 	if nrec > math.MaxInt32 {
 		d.fail("too many records")
 		return
 	}
-	for range nrec {
-		var r record
-		r.actor = d.str()
-		ns := d.byte()
-		if ns >= byte(numNamespaces) {
-			d.fail("bad namespace")
+	for i := range nrec {
+		switch d.byte() {
+		case recordBytes:
+			b := d.str()
+			vstart := d.uvarint()
+			if d.err != nil {
+				return
+			}
+			if err := checkRecord(b, vstart); err != nil {
+				d.fail("evidence record %d of %q: %v", i, key, err)
+				return
+			}
+			ks.ev.addEncoded(b, int(vstart))
+		case recordOdd:
+			var r record
+			r.actor = d.str()
+			ns := d.byte()
+			if ns >= byte(numNamespaces) {
+				d.fail("bad namespace")
+				return
+			}
+			r.ns = Namespace(ns)
+			r.confidence = d.float()
+			r.ts = d.optStr()
+			r.eventID = d.value(0)
+			r.value = d.value(0)
+			if d.err != nil {
+				return
+			}
+			if _, _, err := r.appendEncode(nil, nil); err == nil {
+				d.fail("evidence record %d of %q is not odd", i, key)
+				return
+			}
+			ks.ev.add(&r)
+		default:
+			d.fail("bad record kind")
 			return
 		}
-		r.ns = Namespace(ns)
-		r.confidence = d.float()
-		r.ts = d.optStr()
-		r.eventID = d.value(0)
-		r.value = d.value(0)
-		if d.err != nil {
-			return
-		}
-		ks.ev.add(&r)
 	}
 	if flags&flagCanonical != 0 {
 		ks.canon = d.canonEntry()
@@ -555,4 +579,20 @@ func (s *State) decodeKey(d *binDecoder, key string) {
 		}
 		s.setLive(ks, Archived)
 	}
+}
+
+// checkRecord checks that b parses as JSON (so that the State can turn it
+// back into a value) and that vstart is where a record's value text can
+// start. It does not check the record's shape or that it is canonical:
+// like any cache file, the data is trusted to come from AppendBinary, and
+// the checksum is what detects damage.
+func checkRecord(b string, vstart uint64) error {
+	if !recordLimits.Valid([]byte(b)) {
+		return errors.New("not JSON")
+	}
+	const valueKey = `,"value":`
+	if len(b) > maxRecord || vstart < uint64(len(valueKey)) || vstart >= uint64(len(b)) || b[vstart-uint64(len(valueKey)):vstart] != valueKey {
+		return errors.New("bad value offset")
+	}
+	return nil
 }

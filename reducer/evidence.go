@@ -64,6 +64,13 @@ type arena struct {
 	floats  floatCache
 }
 
+// maxDepth bounds the nesting of values the State stores and decodes, far
+// beyond what canon.Parse lets through by default (256).
+const maxDepth = 10000
+
+// recordLimits parse and check stored records.
+var recordLimits = canon.Limits{MaxSize: maxRecord, MaxDepth: maxDepth + 1}
+
 const (
 	arenaChunk = 256 << 10
 	// maxRecord is the largest encoding stored in the arena; larger
@@ -71,8 +78,8 @@ const (
 	maxRecord = 1 << 30
 )
 
-// add stores b and returns its location.
-func (a *arena) add(b []byte) (chunk, start int32) {
+// arenaAdd stores b in a and returns its location.
+func arenaAdd[T []byte | string](a *arena, b T) (chunk, start int32) {
 	n := len(a.chunks)
 	if n == 0 || cap(a.chunks[n-1])-len(a.chunks[n-1]) < len(b) {
 		a.chunks = append(a.chunks, make([]byte, 0, max(arenaChunk, len(b))))
@@ -120,8 +127,15 @@ func (e *evidence) add(r *record) {
 		e.recs = append(e.recs, recRef{})
 		return
 	}
-	chunk, start := e.ar.add(buf)
+	chunk, start := arenaAdd(e.ar, buf)
 	e.recs = append(e.recs, recRef{chunk: chunk, start: start, end: start + int32(len(buf)), vstart: start + int32(vstart)})
+}
+
+// addEncoded appends a record given as its canonical encoding, whose
+// value's text starts at vstart.
+func (e *evidence) addEncoded(b string, vstart int) {
+	chunk, start := arenaAdd(e.ar, b)
+	e.recs = append(e.recs, recRef{chunk: chunk, start: start, end: start + int32(len(b)), vstart: start + int32(vstart)})
 }
 
 // valueText returns the canonical text of record i's value. It allocates
@@ -212,7 +226,7 @@ func (e *evidence) recordValue(i int) canon.Value {
 	if r := e.odd[i]; r != nil {
 		return r.toValue()
 	}
-	v, err := canon.Parse(e.recordBytes(i))
+	v, err := recordLimits.Parse(e.recordBytes(i))
 	if err != nil {
 		panic("bug: reducer: stored evidence record does not parse: " + err.Error())
 	}
