@@ -161,6 +161,9 @@ func Open(ctx context.Context, dir string, opts Options) (*Backpack, error) {
 	return b, nil
 }
 
+// minCacheEntries is the log size from which Close writes the state cache.
+const minCacheEntries = 1000
+
 // Close releases the lock. It writes the state cache first if it is
 // behind and the backpack is writable.
 func (b *Backpack) Close() error {
@@ -170,7 +173,9 @@ func (b *Backpack) Close() error {
 		return nil
 	}
 	var err error
-	if b.sinceCache > 0 && b.state != nil {
+	// Small logs replay in a blink; a cache pays off from a thousand
+	// events on.
+	if b.sinceCache > 0 && b.state != nil && b.entries >= minCacheEntries {
 		err = b.writeCacheLocked()
 		if err == nil {
 			err = b.writeDerivedLocked()
