@@ -373,3 +373,33 @@ func stateHash(t *testing.T, b *store.Backpack) string {
 	}
 	return h
 }
+
+// TestReferencePrivateKeysFile: a vault whose key sits in
+// identity/private_keys.json (as `provara init` leaves it) can be written
+// without --key; the file stays out of the manifest.
+func TestReferencePrivateKeysFile(t *testing.T) {
+	base := isolate(t)
+	dir := filepath.Join(base, "bp")
+	if _, err := store.Init(context.Background(), dir, store.InitOptions{KeyFile: filepath.Join(dir, store.PrivateKeysPath), Now: clock()}); err != nil {
+		t.Fatal(err)
+	}
+	b, err := store.Open(context.Background(), dir, store.Options{Now: clock()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.Append(observation("a", "b", canon.IntValue(1), 0.5)); err != nil {
+		t.Fatal(err)
+	}
+	b.Close()
+	m, _ := merkle.ParseManifest([]byte(mustRead(t, filepath.Join(dir, store.ManifestPath))))
+	for _, e := range m.Files {
+		if e.Path == store.PrivateKeysPath {
+			t.Fatal("private_keys.json listed in the manifest")
+		}
+	}
+	mustVerify(t, dir)
+	// Any other key file inside the backpack is refused.
+	if _, err := store.Init(context.Background(), filepath.Join(base, "bp2"), store.InitOptions{KeyFile: filepath.Join(base, "bp2", "key.json")}); err == nil {
+		t.Fatal("key file inside the backpack accepted")
+	}
+}
