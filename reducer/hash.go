@@ -185,23 +185,18 @@ func (s *State) writeSlot(w *hashWriter, ks *keyState, ns Namespace) {
 		w.write(ks.archEnc)
 		w.writeByte(']')
 	case Contested:
-		w.write(ks.slot[ns].enc)
 		c := &ks.cont
-		for i, p := range c.pieces {
-			if i > 0 {
-				w.writeByte(',')
-			}
-			w.write(p.keyEnc)
-			w.writeByte('[')
-			for j, idx := range p.idx {
-				if j > 0 {
-					w.writeByte(',')
-				}
-				w.write(ks.ev.recordBytes(int(idx)))
-			}
-			w.writeByte(']')
+		switch {
+		case c.full != nil:
+			w.write(c.full)
+		case c.written:
+			c.full = ks.appendContestedBody(append([]byte(nil), ks.slot[ns].enc...))
+			w.write(c.full)
+		default:
+			c.written = true
+			w.write(ks.slot[ns].enc)
+			ks.writeContestedBody(w)
 		}
-		w.write(c.tail)
 	default:
 		w.write(ks.slot[ns].enc)
 	}
@@ -283,11 +278,39 @@ func (l *localEntry) appendEncode(dst []byte, fc *floatCache) ([]byte, error) {
 	return append(dst, '}'), nil
 }
 
+// writeContestedBody writes the groups and the tail of ks's contested
+// entry.
+func (ks *keyState) writeContestedBody(w *hashWriter) {
+	c := &ks.cont
+	for i, p := range c.pieces {
+		if i > 0 {
+			w.writeByte(',')
+		}
+		w.write(p.keyEnc)
+		w.writeByte('[')
+		for j, idx := range p.idx {
+			if j > 0 {
+				w.writeByte(',')
+			}
+			w.write(ks.ev.recordBytes(int(idx)))
+		}
+		w.writeByte(']')
+	}
+	w.write(c.tail)
+}
+
+// appendContestedBody appends what writeContestedBody writes.
+func (ks *keyState) appendContestedBody(dst []byte) []byte {
+	w := hashWriter{buf: dst}
+	ks.writeContestedBody(&w)
+	return w.buf
+}
+
 // encodeContested sets the encoding of ks's contested entry: the head in
 // the returned bytes, the groups in pieces and the rest in tail.
 func (ks *keyState) encodeContested() ([]byte, error) {
 	c := &ks.cont
-	c.pieces, c.tail = nil, nil
+	c.pieces, c.tail, c.full, c.written = nil, nil, nil, false
 	if c.literal != nil {
 		return canon.AppendEncode(nil, *c.literal)
 	}
@@ -407,9 +430,18 @@ type hashWriter struct {
 
 const hashBuffer = 64 << 10
 
+// directWrite is the size from which a write goes to the hash without
+// passing through the buffer.
+const directWrite = 4 << 10
+
 func (w *hashWriter) write(p []byte) {
-	w.buf = append(w.buf, p...)
 	w.sinceMark += len(p)
+	if w.h != nil && len(p) >= directWrite {
+		w.flush()
+		w.h.Write(p)
+		return
+	}
+	w.buf = append(w.buf, p...)
 	if w.h != nil && len(w.buf) >= hashBuffer {
 		w.flush()
 	}

@@ -146,9 +146,13 @@ type contestEntry struct {
 	literal *canon.Value
 
 	// The encoding, set by encodeSlot: the slot's enc holds everything up
-	// to the groups, then come the groups, then tail.
-	pieces []piece
-	tail   []byte
+	// to the groups, then come the groups, then tail. An entry written a
+	// second time gets its encoding in one piece, full, which hashes
+	// faster than records scattered over the arena.
+	pieces  []piece
+	tail    []byte
+	full    []byte
+	written bool
 }
 
 // piece is one group of a contested entry's encoding: its key and the
