@@ -10,7 +10,9 @@ import (
 
 // realisticLog returns n parsed events shaped like a real backpack's: five
 // actors with signed envelopes, observations and assertions on a few
-// thousand keys, some attestations, retractions, epochs and ignored types.
+// thousand keys whose values mostly agree but change now and then (so
+// some keys are contested), some attestations, retractions, epochs and
+// ignored types.
 func realisticLog(tb testing.TB, n int, seed uint64) []canon.Value {
 	tb.Helper()
 	rng := rand.New(rand.NewPCG(seed, 0x5eed))
@@ -36,22 +38,34 @@ func realisticLog(tb testing.TB, n int, seed uint64) []canon.Value {
 		b[86], b[87] = '=', '='
 		return string(b)
 	}
+	randomValue := func(pred string) string {
+		switch pred {
+		case "state", "status":
+			return states[rng.IntN(len(states))]
+		case "temperature":
+			return fmt.Sprintf("%d.%d", 15+rng.IntN(3), rng.IntN(10))
+		case "battery":
+			return fmt.Sprint(rng.IntN(3) * 50)
+		default:
+			return fmt.Sprintf(`{"lat":%d.5,"lon":%d.25}`, rng.IntN(3), rng.IntN(3))
+		}
+	}
+	// The world: each key has a current value that changes now and then;
+	// most reports agree with it, some are wrong.
+	world := map[string]string{}
 	out := make([]canon.Value, 0, n)
 	for i := range n {
 		actor := actors[rng.IntN(len(actors))]
 		id := "evt_" + hex()
 		subj := fmt.Sprintf("device-%04d", rng.IntN(subjects))
 		pred := preds[rng.IntN(len(preds))]
-		var value string
-		switch pred {
-		case "state", "status":
-			value = states[rng.IntN(len(states))]
-		case "temperature":
-			value = fmt.Sprintf("%d.%d", 15+rng.IntN(3), rng.IntN(10))
-		case "battery":
-			value = fmt.Sprint(rng.IntN(3) * 50)
-		default:
-			value = fmt.Sprintf(`{"lat":%d.5,"lon":%d.25}`, rng.IntN(3), rng.IntN(3))
+		key := subj + ":" + pred
+		if _, ok := world[key]; !ok || rng.IntN(100) < 3 {
+			world[key] = randomValue(pred)
+		}
+		value := world[key]
+		if rng.IntN(100) < 8 {
+			value = randomValue(pred)
 		}
 		conf := fmt.Sprintf("0.%d", 1+rng.IntN(9))
 		ts := fmt.Sprintf("2026-01-%02dT%02d:%02d:%02d.%06d+00:00", 1+i/86400%28, i/3600%24, i/60%60, i%60, rng.IntN(1000000))

@@ -353,3 +353,41 @@ func TestBinaryMatchesReplay(t *testing.T) {
 		}
 	}
 }
+
+// TestCloneConcurrent hashes and reads a clone in another goroutine while
+// the original keeps applying events; under -race it checks that the two
+// share only data that neither writes.
+func TestCloneConcurrent(t *testing.T) {
+	events := realisticLog(t, 6000, 2)
+	s := replay(t, events[:3000])
+	mustHash(t, s)
+	c := s.Clone()
+	want := mustHash(t, replay(t, events[:3000]))
+	done := make(chan string)
+	go func() {
+		h, err := c.StateHash()
+		for _, ns := range []reducer.Namespace{reducer.Archived, reducer.Canonical, reducer.Contested, reducer.Local} {
+			for range c.Entries(ns) {
+			}
+		}
+		c.Evidence()
+		c.Apply(events[3000])
+		c.StateHash()
+		if err != nil {
+			h = err.Error()
+		}
+		done <- h
+	}()
+	for _, ev := range events[3000:] {
+		s.Apply(ev)
+		if _, err := s.StateHash(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got := <-done; got != want {
+		t.Errorf("clone hash %s, want %s", got, want)
+	}
+	if got, want := mustHash(t, s), mustHash(t, replay(t, events)); got != want {
+		t.Errorf("original hash %s, want %s", got, want)
+	}
+}
