@@ -253,3 +253,35 @@ func TestZeroState(t *testing.T) {
 		t.Errorf("zero State after events: %s, want %s", got, want)
 	}
 }
+
+// Values built by hand may hold strings that are not UTF-8 (the parser
+// never returns such); they must fail hashing, not the process.
+func TestInvalidUTF8FailsHashing(t *testing.T) {
+	bad := canon.StringValue("a\xffb")
+	obs := func(subject, value canon.Value, conf float64) canon.Value {
+		return canon.ObjectValue(
+			canon.Member{Key: "type", Value: canon.StringValue("OBSERVATION")},
+			canon.Member{Key: "payload", Value: canon.ObjectValue(
+				canon.Member{Key: "subject", Value: subject},
+				canon.Member{Key: "predicate", Value: canon.StringValue("p")},
+				canon.Member{Key: "value", Value: value},
+				canon.Member{Key: "confidence", Value: canon.FloatValue(conf)},
+			)},
+		)
+	}
+	s := reducer.New()
+	if err := s.Apply(obs(bad, canon.IntValue(1), 0.9)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.StateHash(); !errors.Is(err, canon.ErrInvalidStr) {
+		t.Errorf("bad key: StateHash = %v", err)
+	}
+	s = reducer.New()
+	s.Apply(obs(canon.StringValue("s"), bad, 0.9))
+	if _, err := s.StateHash(); !errors.Is(err, canon.ErrInvalidStr) {
+		t.Errorf("bad value: StateHash = %v", err)
+	}
+	if err := s.Apply(obs(canon.StringValue("s"), canon.IntValue(2), 0.9)); err == nil {
+		t.Error("contest over a bad value did not stop the state")
+	}
+}

@@ -94,7 +94,12 @@
 //     printed raw instead of escaped in a repr.
 //   - Log lines that the reference reads differently from canon.Parse
 //     (lone surrogate escapes, integers over 4 300 digits) never reach the
-//     reducer; that is the log reader's business.
+//     reducer; that is the log reader's business. Values built by hand
+//     with strings that are not UTF-8 (the nearest Python has are lone
+//     surrogates) make hashing fail, and a contest over one stops the
+//     State where Python would fail only when hashing.
+//   - Values nested deeper than 10 000 levels cannot be stored (canon.Parse
+//     refuses more than 256 by default).
 //
 // The package is pure: no I/O, no clock, no randomness, no goroutines.
 package reducer

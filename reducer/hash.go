@@ -157,6 +157,9 @@ func (s *State) firstChange() (Namespace, int) {
 
 // encodeSlot refreshes the cached encoding of ks's entry in ns.
 func (s *State) encodeSlot(ks *keyState, ns Namespace) error {
+	if ks.keyErr != nil {
+		return fmt.Errorf("reducer: %s key %s cannot be canonicalised: %w", ns, strconv.Quote(ks.key), ks.keyErr)
+	}
 	sl := &ks.slot[ns]
 	var enc []byte // never reuse sl.enc: a Clone may share it
 	var err error

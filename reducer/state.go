@@ -95,6 +95,7 @@ type section struct {
 type keyState struct {
 	key    string
 	keyEnc []byte // canonical JSON of key followed by ':'
+	keyErr error  // why key cannot be canonicalised (invalid UTF-8), or nil
 	slot   [numNamespaces]slot
 
 	canon canonEntry   // valid while slot[Canonical].live
@@ -407,7 +408,12 @@ func (s *State) ensure(key []byte) *keyState {
 func (s *State) newKey(key string) *keyState {
 	ks := &keyState{key: key}
 	ks.ev.ar = s.ar
-	ks.keyEnc, _ = canon.AppendString(nil, key) // keys are valid UTF-8
+	var err error
+	if ks.keyEnc, err = canon.AppendString(nil, key); err != nil {
+		// Only values built by hand, not parsed, hold invalid UTF-8.
+		// The reference fails when hashing such a key, and so do we.
+		ks.keyErr = err
+	}
 	ks.keyEnc = append(ks.keyEnc, ':')
 	s.keys[key] = ks
 	return ks
@@ -513,7 +519,7 @@ func (s *State) contest(ks *keyState, reason uint8) error {
 		return raise("contest: an evidence value cannot be canonicalised (ValueError)")
 	}
 	if err := ks.ev.groupUpTo(ks.ev.len()); err != nil {
-		panic("bug: reducer: grouping failed without a bad value: " + err.Error())
+		return raise("contest: an evidence value cannot be canonicalised: " + err.Error())
 	}
 	cv := canon.NullValue()
 	if ks.slot[Canonical].live {
