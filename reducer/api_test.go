@@ -285,3 +285,42 @@ func TestInvalidUTF8FailsHashing(t *testing.T) {
 		t.Error("contest over a bad value did not stop the state")
 	}
 }
+
+func TestDeepValues(t *testing.T) {
+	deep := canon.IntValue(1)
+	for range 10_001 {
+		deep = canon.ArrayValue(deep)
+	}
+	obs := func(id string, value canon.Value) canon.Value {
+		return canon.ObjectValue(
+			canon.Member{Key: "type", Value: canon.StringValue("OBSERVATION")},
+			canon.Member{Key: "event_id", Value: canon.StringValue(id)},
+			canon.Member{Key: "payload", Value: canon.ObjectValue(
+				canon.Member{Key: "subject", Value: canon.StringValue("s")},
+				canon.Member{Key: "predicate", Value: canon.StringValue("p")},
+				canon.Member{Key: "value", Value: value},
+				canon.Member{Key: "confidence", Value: canon.FloatValue(0.9)},
+			)},
+		)
+	}
+	s := reducer.New()
+	s.Apply(obs("e1", deep))
+	if _, err := s.StateHash(); err != nil {
+		t.Fatalf("deep local value: %v", err) // the encoder has no depth limit
+	}
+	if err := s.Apply(obs("e2", canon.IntValue(2))); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.StateHash(); err == nil {
+		t.Error("contested entry showing a too-deep record hashed")
+	}
+	s.Evidence()
+	bin, err := s.MarshalBinary()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var d reducer.State
+	if err := d.UnmarshalBinary(bin); !errors.Is(err, reducer.ErrCorrupt) {
+		t.Errorf("UnmarshalBinary of a too-deep value: %v", err)
+	}
+}

@@ -516,11 +516,11 @@ func (s *State) decodeKey(d *binDecoder, key string) {
 			if d.err != nil {
 				return
 			}
-			if _, _, err := r.appendEncode(nil, nil); err == nil {
+			ks.ev.add(&r)
+			if ks.ev.odd[i] == nil {
 				d.fail("evidence record %d of %q is not odd", i, key)
 				return
 			}
-			ks.ev.add(&r)
 		default:
 			d.fail("bad record kind")
 			return

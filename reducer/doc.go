@@ -98,8 +98,9 @@
 //     with strings that are not UTF-8 (the nearest Python has are lone
 //     surrogates) make hashing fail, and a contest over one stops the
 //     State where Python would fail only when hashing.
-//   - Values nested deeper than 10 000 levels cannot be stored (canon.Parse
-//     refuses more than 256 by default).
+//   - Values nested deeper than 10 000 levels (canon.Parse refuses more
+//     than 256 by default) are not supported: evidence holding them cannot
+//     be hashed when contested, and the binary form refuses them.
 //
 // The package is pure: no I/O, no clock, no randomness, no goroutines.
 package reducer

@@ -2,6 +2,7 @@ package reducer
 
 import (
 	"errors"
+	"fmt"
 	"slices"
 	"strings"
 
@@ -38,7 +39,7 @@ type evidence struct {
 	ar   *arena
 	recs []recRef
 
-	odd map[int]*record // records that cannot be canonicalised
+	odd map[int]*oddRecord // records kept as values, not in the arena
 	// badValues counts records whose value cannot be canonicalised: the
 	// reference's contest raises on those.
 	badValues int
@@ -107,20 +108,36 @@ func (e *evidence) recordBytes(i int) []byte {
 	return e.ar.chunks[r.chunk][r.start:r.end]
 }
 
+// oddRecord is a record that is not in the arena, and why: it cannot be
+// canonicalised, or it is too large or too deeply nested to be stored and
+// parsed back. A contested entry that shows it cannot be hashed.
+type oddRecord struct {
+	record
+	err error
+}
+
+var (
+	errRecordTooLarge = errors.New("reducer: evidence record larger than 1 GiB")
+	errRecordTooDeep  = fmt.Errorf("reducer: evidence record nested deeper than %d levels", maxDepth)
+)
+
 // add appends a record.
 func (e *evidence) add(r *record) {
 	i := e.len()
 	buf, vstart, err := r.appendEncode(e.ar.scratch[:0], &e.ar.floats)
 	e.ar.scratch = buf[:0]
-	if err == nil && len(buf) > maxRecord {
-		err = errors.New("record too large for the arena")
+	switch {
+	case err != nil:
+	case len(buf) > maxRecord:
+		err = errRecordTooLarge
+	case tooDeep(r.eventID, maxDepth) || tooDeep(r.value, maxDepth):
+		err = errRecordTooDeep
 	}
 	if err != nil {
 		if e.odd == nil {
-			e.odd = make(map[int]*record)
+			e.odd = make(map[int]*oddRecord)
 		}
-		rc := *r
-		e.odd[i] = &rc
+		e.odd[i] = &oddRecord{record: *r, err: err}
 		if _, err := canon.Text(r.value); err != nil {
 			e.badValues++
 		}
@@ -129,6 +146,31 @@ func (e *evidence) add(r *record) {
 	}
 	chunk, start := arenaAdd(e.ar, buf)
 	e.recs = append(e.recs, recRef{chunk: chunk, start: start, end: start + int32(len(buf)), vstart: start + int32(vstart)})
+}
+
+// tooDeep reports whether v nests arrays and objects more than levels deep.
+func tooDeep(v canon.Value, levels int) bool {
+	switch v.Kind() {
+	case canon.Array:
+		if levels == 0 {
+			return true
+		}
+		for i := range v.Len() {
+			if tooDeep(v.Index(i), levels-1) {
+				return true
+			}
+		}
+	case canon.Object:
+		if levels == 0 {
+			return true
+		}
+		for _, m := range v.Members() {
+			if tooDeep(m.Value, levels-1) {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // addEncoded appends a record given as its canonical encoding, whose

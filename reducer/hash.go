@@ -336,8 +336,7 @@ func (ks *keyState) encodeContested() ([]byte, error) {
 		if ev.odd != nil {
 			for _, i := range p.idx {
 				if r := ev.odd[int(i)]; r != nil {
-					_, _, err := r.appendEncode(nil, nil)
-					return nil, err
+					return nil, r.err
 				}
 			}
 		}
