@@ -3,6 +3,7 @@ package reducer
 import (
 	"math"
 	"slices"
+	"strconv"
 	"strings"
 
 	"github.com/backpack-field/backpack/internal/canon"
@@ -39,7 +40,7 @@ func (ns Namespace) String() string {
 	if ns < numNamespaces {
 		return namespaceNames[ns]
 	}
-	return "namespace(" + string(rune('0'+ns)) + ")"
+	return "namespace(" + strconv.Itoa(int(ns)) + ")"
 }
 
 // Contest reasons.
@@ -53,10 +54,11 @@ var reasonNames = [...]string{"conflicts_with_canonical", "conflicts_with_local"
 // State is the reducer state: the four belief maps, the metadata, the
 // private evidence index and the caches that make StateHash incremental.
 //
-// A State is not safe for concurrent use. Methods documented as reading
-// only (EventCount, LastEventID, CurrentEpoch, Len, Entry, Entries,
+// A State is not safe for concurrent use. The methods that only read it
+// (Err, EventCount, LastEventID, CurrentEpoch, Len, Keys, Entry, Entries,
 // Evidence, Clone) may run concurrently with each other, but not with any
-// other method; the others (Apply and everything that hashes or encodes)
+// other method; the others (Apply and everything that hashes or encodes:
+// StateHash, HashPreimage, PreimageValue, ExportJSON, MarshalBinary)
 // update caches and need exclusive access. Use Clone to hand a State to
 // readers while applying further events to the original.
 type State struct {
