@@ -35,7 +35,7 @@ unless --check is given, which exits 1 when there is any fork.`)
 	defer f.Close()
 	chains := bplog.NewChains()
 	details := map[int]logRow{}
-	err = scan.Run(e.ctx, f, scan.Options{}, func(it *scan.Item) error {
+	err = scan.Run(e.ctx, f, scan.Options{Hashes: true}, func(it *scan.Item) error {
 		if it.Event != nil && it.EventErr == nil && it.EncodeErr == nil {
 			chains.Add(it.Event, it.Number, it.Hash)
 			ev := it.Event

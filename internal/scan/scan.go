@@ -25,8 +25,12 @@ type Options struct {
 	// Workers is the number of parsing goroutines (default GOMAXPROCS).
 	Workers int
 	// Registry, when set, makes workers check each event's id rule and
-	// signature against it.
+	// signature against it (and implies Hashes).
 	Registry *bplog.Registry
+	// Hashes makes workers fill Item.Canonical, Item.Hash and
+	// Item.EncodeErr. Without it (and without Registry) they only parse,
+	// which is what replaying a log into state needs.
+	Hashes bool
 	// Offset and FirstLine position a reader that starts mid-file.
 	Offset    int64
 	FirstLine int
@@ -49,9 +53,9 @@ type Item struct {
 	Event    *bplog.Event
 	EventErr error
 
-	// Canonical reports whether the stored line is exactly the canonical
-	// encoding; Hash is SHA-256 of the canonical encoding (zero when it
-	// cannot be encoded, EncodeErr says why).
+	// With Options.Hashes: Canonical reports whether the stored line is
+	// exactly the canonical encoding; Hash is SHA-256 of the canonical
+	// encoding (zero when it cannot be encoded, EncodeErr says why).
 	Canonical bool
 	Hash      [32]byte
 	EncodeErr error
@@ -126,7 +130,7 @@ func Run(ctx context.Context, r io.Reader, opts Options, fn func(*Item) error) e
 			defer wwg.Done()
 			for b := range todo {
 				for i := range b.items {
-					process(&b.items[i], b.texts[i], opts.Registry)
+					process(&b.items[i], b.texts[i], opts.Registry, opts.Hashes || opts.Registry != nil)
 				}
 				b.texts = nil
 				select {
@@ -180,7 +184,7 @@ func Run(ctx context.Context, r io.Reader, opts Options, fn func(*Item) error) e
 	return nil
 }
 
-func process(it *Item, text []byte, reg *bplog.Registry) {
+func process(it *Item, text []byte, reg *bplog.Registry, hashes bool) {
 	if it.Err != nil {
 		return
 	}
@@ -190,6 +194,12 @@ func process(it *Item, text []byte, reg *bplog.Registry) {
 		return
 	}
 	it.Value = v
+	if !hashes {
+		if v.Kind() == canon.Object {
+			it.Event, it.EventErr = bplog.NewEvent(v)
+		}
+		return
+	}
 	if v.Kind() != canon.Object {
 		enc, err := canon.Encode(v)
 		if err != nil {
