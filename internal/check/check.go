@@ -43,6 +43,12 @@ func (f Finding) String() string {
 	if f.Line > 0 {
 		fmt.Fprintf(&b, " line %d", f.Line)
 	}
+	if f.Actor != "" && f.Area != "chain" && f.Area != "fork" {
+		fmt.Fprintf(&b, " actor %q", f.Actor)
+	}
+	if f.EventID != "" && f.Area == "signature" {
+		fmt.Fprintf(&b, " %s", f.EventID)
+	}
 	if f.Path != "" {
 		fmt.Fprintf(&b, " %s", f.Path)
 	}
@@ -83,6 +89,7 @@ const maxFindingsPerArea = 200
 
 type checker struct {
 	r       *Report
+	strict  bool
 	reg     *bplog.Registry
 	perArea map[string]int
 }
@@ -104,12 +111,17 @@ func (c *checker) add(f Finding) {
 // Options configures Run.
 type Options struct {
 	Workers int
+	// Strict makes an unsigned or stale manifest.sig a failure. By
+	// default it is a warning: the reference re-signs manifest.sig only
+	// at bootstrap, so every backpack the reference wrote to since has a
+	// valid signature over an older Merkle root.
+	Strict bool
 }
 
 // Run verifies the backpack in dir.
 func Run(ctx context.Context, dir string, opts Options) (*Report, error) {
 	r := &Report{Dir: dir, IDRules: map[string]int{}}
-	c := &checker{r: r, perArea: map[string]int{}}
+	c := &checker{r: r, perArea: map[string]int{}, strict: opts.Strict}
 	if _, err := store.ReadGenesis(dir); err != nil {
 		return nil, err
 	}

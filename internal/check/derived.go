@@ -49,7 +49,7 @@ func (c *checker) manifestSig(dir string, reg *bplog.Registry, root string) {
 	data, err := os.ReadFile(filepath.Join(dir, store.ManifestSigPath))
 	if errors.Is(err, os.ErrNotExist) {
 		c.r.ManifestSig = "absent"
-		c.add(Finding{Severity: Warn, Area: "manifest_sig", Path: store.ManifestSigPath, Message: "no manifest.sig: the Merkle root is not signed"})
+		c.add(Finding{Severity: c.authSeverity(), Area: "manifest_sig", Path: store.ManifestSigPath, Message: "no manifest.sig: the Merkle root is not signed"})
 		return
 	}
 	rec, err := merkle.ParseManifestSig(data)
@@ -69,7 +69,7 @@ func (c *checker) manifestSig(dir string, reg *bplog.Registry, root string) {
 	switch {
 	case errors.As(err, &stale):
 		c.r.ManifestSig = "stale"
-		c.add(Finding{Severity: Fail, Area: "manifest_sig", Path: store.ManifestSigPath, Message: fmt.Sprintf("signature by %s is valid but signs Merkle root %s, not the current %s: the manifest changed after it was signed (run `backpack manifest` to re-sign)", rec.KeyID, short(rec.MerkleRoot), short(root))})
+		c.add(Finding{Severity: c.authSeverity(), Area: "manifest_sig", Path: store.ManifestSigPath, Message: fmt.Sprintf("signature by %s is valid but signs Merkle root %s, not the current %s: the manifest changed after it was signed (run `backpack manifest` to re-sign)", rec.KeyID, short(rec.MerkleRoot), short(root))})
 	case err != nil:
 		c.r.ManifestSig = "invalid"
 		c.add(Finding{Severity: Fail, Area: "manifest_sig", Path: store.ManifestSigPath, Message: fmt.Sprintf("signature by %s does not verify: %v", rec.KeyID, err)})
@@ -79,6 +79,15 @@ func (c *checker) manifestSig(dir string, reg *bplog.Registry, root string) {
 	default:
 		c.r.ManifestSig = "ok"
 	}
+}
+
+// authSeverity is the severity of a manifest whose Merkle root is not
+// signed (see Options.Strict).
+func (c *checker) authSeverity() string {
+	if c.strict {
+		return Fail
+	}
+	return Warn
 }
 
 func short(h string) string {

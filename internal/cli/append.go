@@ -54,7 +54,7 @@ appended in one write.`)
 		}
 		bodies = []canon.Value{body}
 	default:
-		fs.Usage()
+		fs.usage(false)
 		return usagef("need --type (with --subject, --predicate, --value) or --event")
 	}
 	if *actor != "" {

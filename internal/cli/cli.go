@@ -176,28 +176,46 @@ func usage(w io.Writer) {
 	fmt.Fprintln(w, "\n"+exitCodesHelp)
 }
 
-// newFlags returns a FlagSet whose --help prints the command's usage.
-func newFlags(e *env, name, args, about string) *flag.FlagSet {
+// flags is a command's flag set with its usage text.
+type flags struct {
+	*flag.FlagSet
+	e                 *env
+	name, args, about string
+}
+
+// newFlags returns a command's flags. -h/--help prints the usage on
+// stdout; a flag mistake prints the error and usage on stderr.
+func newFlags(e *env, name, args, about string) *flags {
 	fs := flag.NewFlagSet(name, flag.ContinueOnError)
-	fs.SetOutput(e.stderr)
-	fs.Usage = func() {
-		out := e.stderr
-		fmt.Fprintf(out, "Usage: backpack %s %s\n\n%s\n\nFlags:\n", name, args, about)
-		fs.SetOutput(out)
-		fs.PrintDefaults()
-		fmt.Fprintln(out, "\n"+exitCodesHelp)
+	fs.SetOutput(io.Discard)
+	fs.Usage = func() {}
+	return &flags{FlagSet: fs, e: e, name: name, args: args, about: about}
+}
+
+// usage prints the command's usage: on stdout when asked for (help), on
+// stderr after a mistake.
+func (f *flags) usage(help bool) {
+	out := f.e.stderr
+	if help {
+		out = f.e.stdout
 	}
-	return fs
+	fmt.Fprintf(out, "Usage: backpack %s %s\n\n%s\n\nFlags:\n", f.name, f.args, f.about)
+	f.SetOutput(out)
+	f.PrintDefaults()
+	f.SetOutput(io.Discard)
+	fmt.Fprintln(out, "\n"+exitCodesHelp)
 }
 
 // parseArgs parses flags anywhere among the positional arguments.
-func parseArgs(fs *flag.FlagSet, args []string) ([]string, error) {
+func parseArgs(fs *flags, args []string) ([]string, error) {
 	var pos []string
 	for {
 		if err := fs.Parse(args); err != nil {
 			if errors.Is(err, flag.ErrHelp) {
+				fs.usage(true)
 				return nil, err
 			}
+			fs.usage(false)
 			return nil, &usageError{err.Error()}
 		}
 		args = fs.Args()
@@ -212,13 +230,13 @@ func parseArgs(fs *flag.FlagSet, args []string) ([]string, error) {
 	}
 }
 
-func onePositional(fs *flag.FlagSet, args []string, what string) (string, error) {
+func onePositional(fs *flags, args []string, what string) (string, error) {
 	pos, err := parseArgs(fs, args)
 	if err != nil {
 		return "", err
 	}
 	if len(pos) != 1 {
-		fs.Usage()
+		fs.usage(false)
 		return "", usagef("need exactly one %s, got %d arguments", what, len(pos))
 	}
 	return pos[0], nil

@@ -12,14 +12,19 @@ event_id rule, Ed25519 signature against identity/keys.json), every actor's
 hash chain and any fork, the manifest against the files on disk,
 merkle_root.txt, manifest.sig, the state cache and checkpoints against a
 full replay. Problems are listed with line numbers, actors and event ids.
-Exit status 1 when anything fails; warnings alone exit 0.`)
+Exit status 1 when anything fails; warnings alone exit 0.
+
+A manifest.sig that is missing, or valid but over an older Merkle root, is
+a warning (the reference re-signs it only at bootstrap, so backpacks that
+reference tools wrote to carry one); --strict makes it a failure.`)
 	asJSON := fs.Bool("json", false, "print the full report as JSON")
 	quiet := fs.Bool("q", false, "print only the verdict line")
+	strict := fs.Bool("strict", false, "fail when the current Merkle root is not signed (manifest.sig missing or stale)")
 	dir, err := onePositional(fs, args, "backpack directory")
 	if err != nil {
 		return err
 	}
-	rep, err := check.Run(e.ctx, dir, check.Options{})
+	rep, err := check.Run(e.ctx, dir, check.Options{Strict: *strict})
 	if err != nil {
 		return err
 	}

@@ -161,8 +161,12 @@ func Open(ctx context.Context, dir string, opts Options) (*Backpack, error) {
 	return b, nil
 }
 
-// minCacheEntries is the log size from which Close writes the state cache.
-const minCacheEntries = 1000
+// Close writes the state cache when the log has at least minCacheEntries
+// entries and at least minCacheTail of them are not in the cache yet.
+const (
+	minCacheEntries = 1000
+	minCacheTail    = 256
+)
 
 // Close releases the lock. It writes the state cache first if it is
 // behind and the backpack is writable.
@@ -174,8 +178,9 @@ func (b *Backpack) Close() error {
 	}
 	var err error
 	// Small logs replay in a blink; a cache pays off from a thousand
-	// events on.
-	if b.sinceCache > 0 && b.state != nil && b.entries >= minCacheEntries {
+	// events on, and rewriting it for a short tail costs more than
+	// replaying the tail at the next open.
+	if b.sinceCache >= minCacheTail && b.state != nil && b.entries >= minCacheEntries {
 		err = b.writeCacheLocked()
 		if err == nil {
 			err = b.writeDerivedLocked()
