@@ -207,21 +207,18 @@ func (e *Event) SignedBytes() ([]byte, error) {
 // VerifySignature checks e's signature with pub. It returns
 // ErrNoSignature, ErrBadSignature, or an encoding error.
 func (e *Event) VerifySignature(pub ed25519.PublicKey) error {
-	if e.Sig == "" {
-		return ErrNoSignature
-	}
-	sig, err := decodeSig(e.Sig)
-	if err != nil {
-		return err
-	}
 	msg, err := e.SignedBytes()
 	if err != nil {
 		return err
 	}
-	if len(pub) != ed25519.PublicKeySize || !ed25519.Verify(pub, msg, sig) {
-		return ErrBadSignature
+	k, err := NewVerifyKey(pub)
+	if err != nil {
+		if e.Sig == "" {
+			return ErrNoSignature
+		}
+		return fmt.Errorf("%w: %w", ErrBadSignature, err)
 	}
-	return nil
+	return e.VerifySignatureWith(k, msg)
 }
 
 func decodeSig(s string) ([]byte, error) {

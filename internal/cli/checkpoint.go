@@ -16,23 +16,21 @@ lossless resume data, and list it in the manifest.`)
 	if err != nil {
 		return err
 	}
-	b, err := store.Open(e.ctx, dir, store.Options{Logger: e.logger(), KeyFile: *key})
-	if err != nil {
+	var rel, sh string
+	var count int
+	err = withWriter(e, dir, *key, func(b *store.Backpack) (err error) {
+		if rel, err = b.Checkpoint(); err != nil {
+			return err
+		}
+		count = b.Snapshot().EventCount
+		sh, err = b.StateHash()
 		return err
-	}
-	rel, err := b.Checkpoint()
-	if cerr := b.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
-		return err
-	}
-	sh, err := b.StateHash()
+	})
 	if err != nil {
 		return err
 	}
 	if *asJSON {
-		return writeJSON(e.stdout, map[string]any{"checkpoint": rel, "state_hash": sh, "event_count": b.Snapshot().EventCount})
+		return writeJSON(e.stdout, map[string]any{"checkpoint": rel, "state_hash": sh, "event_count": count})
 	}
 	fmt.Fprintf(e.stdout, "wrote %s (state %s)\n", rel, shortID(sh))
 	return nil

@@ -11,6 +11,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"path/filepath"
 	"sort"
 
 	"github.com/backpack-field/backpack/internal/store"
@@ -263,4 +264,27 @@ func shortID(s string) string {
 		return s[:16]
 	}
 	return s
+}
+
+// withWriter opens dir for writing, runs fn, and closes it, returning the
+// first error.
+func withWriter(e *env, dir, key string, fn func(*store.Backpack) error) error {
+	b, err := store.Open(e.ctx, dir, store.Options{Logger: e.logger(), KeyFile: key})
+	if err != nil {
+		return err
+	}
+	err = fn(b)
+	if cerr := b.Close(); err == nil {
+		err = cerr
+	}
+	return err
+}
+
+// openLog opens dir's events.ndjson for reading, after checking that dir
+// is a backpack.
+func openLog(dir string) (*os.File, error) {
+	if _, err := store.ReadGenesis(dir); err != nil {
+		return nil, err
+	}
+	return os.Open(filepath.Join(dir, filepath.FromSlash(store.EventsPath)))
 }

@@ -3,11 +3,8 @@ package cli
 import (
 	"encoding/json"
 	"fmt"
-	"os"
-	"path/filepath"
 
 	"github.com/backpack-field/backpack/internal/scan"
-	"github.com/backpack-field/backpack/internal/store"
 	bplog "github.com/backpack-field/backpack/log"
 )
 
@@ -25,10 +22,7 @@ unless --check is given, which exits 1 when there is any fork.`)
 	if err != nil {
 		return err
 	}
-	if _, err := store.ReadGenesis(dir); err != nil {
-		return err
-	}
-	f, err := os.Open(filepath.Join(dir, filepath.FromSlash(store.EventsPath)))
+	f, err := openLog(dir)
 	if err != nil {
 		return err
 	}

@@ -2,12 +2,9 @@ package cli
 
 import (
 	"fmt"
-	"os"
-	"path/filepath"
 
 	"github.com/backpack-field/backpack/internal/canon"
 	"github.com/backpack-field/backpack/internal/scan"
-	"github.com/backpack-field/backpack/internal/store"
 )
 
 type logRow struct {
@@ -31,10 +28,7 @@ Lines that are not usable events are listed with the reason.`)
 	if err != nil {
 		return err
 	}
-	if _, err := store.ReadGenesis(dir); err != nil {
-		return err
-	}
-	f, err := os.Open(filepath.Join(dir, filepath.FromSlash(store.EventsPath)))
+	f, err := openLog(dir)
 	if err != nil {
 		return err
 	}

@@ -16,14 +16,11 @@ Writes the state cache too when it is behind.`)
 	if err != nil {
 		return err
 	}
-	b, err := store.Open(e.ctx, dir, store.Options{Logger: e.logger(), KeyFile: *key})
-	if err != nil {
+	var res *store.ManifestResult
+	err = withWriter(e, dir, *key, func(b *store.Backpack) (err error) {
+		res, err = b.RebuildManifest()
 		return err
-	}
-	res, err := b.RebuildManifest()
-	if cerr := b.Close(); err == nil {
-		err = cerr
-	}
+	})
 	if err != nil {
 		return err
 	}
