@@ -119,6 +119,7 @@ func commands() []command {
 		{"forks", "list actors whose chains split", runForks},
 		{"manifest", "rebuild and re-sign manifest.json, merkle_root.txt, manifest.sig", runManifest},
 		{"checkpoint", "write a signed state checkpoint", runCheckpoint},
+		{"frontier", "print what this replica holds (per-actor heads), as JSON", runFrontier},
 		{"demo", "run a field scenario in a temporary directory", runDemo},
 	}
 }

@@ -69,6 +69,16 @@ func TestEndToEnd(t *testing.T) {
 	if out := mustRun(t, "forks", dir); !strings.Contains(out, "no forks") {
 		t.Errorf("forks: %s", out)
 	}
+	var fr struct {
+		Actors map[string]struct {
+			Count int    `json:"count"`
+			Head  string `json:"head"`
+		} `json:"actors"`
+		Format string `json:"format"`
+	}
+	if err := json.Unmarshal([]byte(mustRun(t, "frontier", dir)), &fr); err != nil || fr.Actors["surveyor"].Count != 4 || fr.Format != "backpack.frontier.v1" {
+		t.Errorf("frontier: %+v %v", fr, err)
+	}
 	mustRun(t, "checkpoint", dir)
 	mustRun(t, "manifest", dir)
 	mustRun(t, "verify", dir, "-q")
