@@ -58,10 +58,10 @@ func EncodeReference(w io.Writer, events [][]byte, keys canon.Value, sinceHash c
 		keys = canon.ArrayValue()
 	case canon.Array:
 	default:
-		return fmt.Errorf("bundles: encode reference: keys is a %s, not an array", keys.Kind())
+		return fmt.Errorf("bundles: encode reference: keys must be an array (it is a JSON %s)", keys.Kind())
 	}
 	if k := sinceHash.Kind(); k != canon.Null && k != canon.String {
-		return fmt.Errorf("bundles: encode reference: since_hash is a %s, not a string or null", k)
+		return fmt.Errorf("bundles: encode reference: since_hash must be a string or null (it is a JSON %s)", k)
 	}
 	var h canon.ObjectBuilder
 	h.Set("type", canon.StringValue(ReferenceType)).
@@ -204,11 +204,11 @@ func (b *ReferenceBundle) parseHeader(line []byte, off int64, lineNo int) error 
 	case !ok:
 		keys = canon.ArrayValue()
 	case keys.Kind() != canon.Array:
-		return formatErr(ErrBadHeader, off, lineNo, nil, "keys is a %s, not an array", keys.Kind())
+		return formatErr(ErrBadHeader, off, lineNo, nil, "keys must be an array (it is a JSON %s)", keys.Kind())
 	}
 	since := v.Field("since_hash")
 	if k := since.Kind(); k != canon.Null && k != canon.String {
-		return formatErr(ErrBadHeader, off, lineNo, nil, "since_hash is a %s, not a string or null", k)
+		return formatErr(ErrBadHeader, off, lineNo, nil, "since_hash must be a string or null (it is a JSON %s)", k)
 	}
 	b.Header, b.Keys, b.SinceHash = v, keys, since
 	b.EventCount = v.Field("event_count")
