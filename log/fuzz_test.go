@@ -119,3 +119,17 @@ func FuzzParseFrontier(f *testing.F) {
 		}
 	})
 }
+
+// FuzzMergeOrder runs the merge order properties (every chain kept, any
+// permutation gives the same order, equal to the reference's sort when
+// that keeps the chains, merging is commutative, associative and
+// idempotent) on a random event set drawn from seed.
+func FuzzMergeOrder(f *testing.F) {
+	f.Add(uint64(1), uint8(10), uint8(0))
+	f.Add(uint64(2), uint8(200), uint8(1))
+	f.Add(uint64(3), uint8(50), uint8(2))
+	f.Fuzz(func(t *testing.T, seed uint64, n, mode uint8) {
+		var st propertyStats
+		checkProperties(t, seed, 1+int(n), genMode(mode%3), &st)
+	})
+}

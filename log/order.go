@@ -111,7 +111,6 @@ func MergeOrder(items []OrderItem) []int {
 			head[g] = int32(i)
 		}
 	}
-	ix = idIndex{}
 
 	h := readyHeap{items: items}
 	for i := range items {
@@ -295,7 +294,6 @@ func MergePlan(existing, incoming []OrderItem) (order []int, appendOnly bool) {
 			kept = append(kept, i)
 		}
 	}
-	ix = idIndex{}
 	sub := all
 	if len(kept) < len(all) {
 		sub = make([]OrderItem, len(kept))
