@@ -131,3 +131,31 @@ func TestDemo(t *testing.T) {
 		}
 	}
 }
+
+func TestMergeReplicas(t *testing.T) {
+	base := isolate(t)
+	a := filepath.Join(base, "a")
+	mustRun(t, "init", a, "--actor", "north")
+	b := filepath.Join(base, "b")
+	if err := os.CopyFS(b, os.DirFS(a)); err != nil {
+		t.Fatal(err)
+	}
+	mustRun(t, "append", a, "--type", "OBSERVATION", "--subject", "well", "--predicate", "level", "--value", "3")
+	mustRun(t, "append", b, "--type", "OBSERVATION", "--subject", "well", "--predicate", "level", "--value", "4", "--actor", "south")
+	if out := mustRun(t, "merge", a, b); !strings.Contains(out, "1 applied") {
+		t.Errorf("merge a<-b: %s", out)
+	}
+	if out := mustRun(t, "merge", b, a); !strings.Contains(out, "1 applied") {
+		t.Errorf("merge b<-a: %s", out)
+	}
+	la, _ := os.ReadFile(filepath.Join(a, "events", "events.ndjson"))
+	lb, _ := os.ReadFile(filepath.Join(b, "events", "events.ndjson"))
+	if !bytes.Equal(la, lb) {
+		t.Errorf("replicas differ after merging both ways")
+	}
+	mustRun(t, "verify", a, "-q")
+	mustRun(t, "verify", b, "-q")
+	if out := mustRun(t, "merge", a, b); !strings.Contains(out, "0 applied") {
+		t.Errorf("second merge: %s", out)
+	}
+}

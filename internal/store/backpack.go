@@ -110,6 +110,7 @@ type Backpack struct {
 	cacheSize  int64 // log offset the state cache file covers
 	sinceCache int
 	files      fileCache
+	index      *logIndex // every event of the log, for ingest; nil until needed
 
 	snap atomic.Pointer[Snapshot]
 }
@@ -482,6 +483,11 @@ func (b *Backpack) AppendBatch(bodies []canon.Value) ([]*bplog.Event, error) {
 	if err := b.appendLinesLocked(lines, evs); err != nil {
 		return nil, err
 	}
+	if b.index != nil {
+		for i, e := range evs {
+			b.index.add(e, sha256.Sum256(lines[i]))
+		}
+	}
 	return evs, nil
 }
 
@@ -528,6 +534,7 @@ func (b *Backpack) appendLinesLocked(lines [][]byte, evs []*bplog.Event) error {
 // after a failed write, and returns cause.
 func (b *Backpack) reloadAfterFailureLocked(cause error) error {
 	b.state = nil
+	b.index = nil
 	b.logSize, b.lines, b.entries, b.sinceCache = 0, 0, 0, 0
 	if err := b.load(context.Background()); err != nil {
 		return errors.Join(cause, fmt.Errorf("reload: %w", err))

@@ -1,0 +1,84 @@
+package cli
+
+import (
+	"fmt"
+	"io"
+
+	"github.com/backpack-field/backpack/internal/store"
+	bplog "github.com/backpack-field/backpack/log"
+)
+
+func runMerge(e *env, args []string) error {
+	fs := newFlags(e, "merge", "LOCAL REMOTE [flags]", `Bring REMOTE's events into LOCAL (REMOTE is only read). Every event is
+checked as an import checks it: events by keys LOCAL does not trust wait in
+LOCAL's quarantine, events whose predecessor LOCAL lacks wait as pending,
+forks are kept as evidence. The result is in the documented merge order;
+manifest, Merkle root, manifest.sig and state are rebuilt.`)
+	key := fs.String("key", "", "device key file of LOCAL")
+	asJSON := fs.Bool("json", false, "print the result as JSON")
+	pos, err := parseArgs(fs, args)
+	if err != nil {
+		return err
+	}
+	if len(pos) != 2 {
+		fs.usage(false)
+		return usagef("need LOCAL and REMOTE, got %d arguments", len(pos))
+	}
+	f, err := openLog(pos[1])
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	lines, err := readLines(f)
+	if err != nil {
+		return err
+	}
+	var res *store.IngestResult
+	err = withWriter(e, pos[0], *key, func(b *store.Backpack) (err error) {
+		res, err = b.Ingest(e.ctx, lines, "merge:"+pos[1])
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	return printIngest(e, res, *asJSON)
+}
+
+// readLines returns the non-blank lines of a log, with the reference's
+// reading rules, reporting unusable ones as errors.
+func readLines(r io.Reader) ([][]byte, error) {
+	rd := bplog.NewReader(r)
+	var out [][]byte
+	for rd.Next() {
+		l := rd.Line()
+		if l.Err != nil {
+			return nil, fmt.Errorf("line %d: %w", l.Number, l.Err)
+		}
+		out = append(out, append([]byte(nil), l.Text...))
+	}
+	return out, rd.Err()
+}
+
+func printIngest(e *env, res *store.IngestResult, asJSON bool) error {
+	if asJSON {
+		return writeJSON(e.stdout, res)
+	}
+	fmt.Fprintf(e.stdout, "%s: %d events received, %d applied, %d already held", res.Source, res.Received, len(res.Applied), res.Duplicates)
+	if res.Rewrote {
+		fmt.Fprint(e.stdout, " (log reordered into the merge order)")
+	}
+	fmt.Fprintln(e.stdout)
+	for _, f := range res.Forks {
+		fmt.Fprintf(e.stdout, "FORK %s\n", f.String())
+	}
+	for _, h := range res.Quarantined {
+		fmt.Fprintf(e.stdout, "quarantined %s (actor %s, key %s): %s\n", h.EventID, h.Actor, h.KeyID, h.Reason)
+	}
+	for _, h := range res.Rejected {
+		fmt.Fprintf(e.stdout, "rejected %s: %s\n", h.EventID, h.Reason)
+	}
+	for _, a := range sortedKeys(res.Missing) {
+		fmt.Fprintf(e.stdout, "pending: %s\n", res.Missing[a].String(a))
+	}
+	return nil
+}

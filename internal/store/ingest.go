@@ -1,0 +1,536 @@
+package store
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+
+	"github.com/backpack-field/backpack/internal/canon"
+	"github.com/backpack-field/backpack/internal/pytime"
+	"github.com/backpack-field/backpack/internal/scan"
+	bplog "github.com/backpack-field/backpack/log"
+)
+
+// Ingest is the one way signed events from elsewhere (a bundle, another
+// replica, a peer) enter a backpack. Each event is checked in a fixed
+// order: it parses and is canonical, its event_id matches its content, its
+// signature verifies with a key identity/keys.json trusts, and its
+// predecessor is held. Then:
+//
+//   - an event already held with the same bytes is a duplicate (nothing
+//     happens, so ingesting twice changes nothing);
+//   - an event whose key is not trusted waits in the quarantine, with the
+//     reason, until the key is trusted or the user drops it;
+//   - an event whose predecessor is missing waits as pending, and is
+//     applied once the predecessor arrives;
+//   - an event that is invalid (bad id, bad signature, not an event) is
+//     rejected, with the reason, and kept in the quarantine;
+//   - two different events after one predecessor, or one event_id with two
+//     contents, are a fork: both signed events are kept as evidence.
+//
+// Accepted events are merged in the documented total order (log.MergeOrder):
+// appended when they all sort after the log's current events, otherwise
+// the log is rewritten through a temp file and rename.
+
+// IngestResult reports what Ingest did with each event.
+type IngestResult struct {
+	Source      string          `json:"source"`
+	Received    int             `json:"received"`
+	Applied     []string        `json:"applied"`
+	Duplicates  int             `json:"duplicates"`
+	Quarantined []HeldEvent     `json:"quarantined"`
+	Pending     []HeldEvent     `json:"pending"`
+	Rejected    []HeldEvent     `json:"rejected"`
+	Forks       []bplog.Fork    `json:"forks"`
+	Rewrote     bool            `json:"rewrote_log"`
+	Missing     map[string]Need `json:"missing,omitempty"`
+}
+
+// HeldEvent is an event Ingest did not apply, and why.
+type HeldEvent struct {
+	EventID string `json:"event_id,omitempty"`
+	Actor   string `json:"actor,omitempty"`
+	KeyID   string `json:"key_id,omitempty"`
+	Reason  string `json:"reason"`
+	Source  string `json:"source,omitempty"`
+	Line    string `json:"line"`
+}
+
+// Need says what a pending actor waits for: the events after After (the
+// newest of its events this replica holds, "" for none) that lead to the
+// pending ones.
+type Need struct {
+	After   string `json:"after"`
+	Pending int    `json:"pending"`
+}
+
+func (n Need) String(actor string) string {
+	after := n.After
+	if after == "" {
+		after = "the start of its chain"
+	}
+	return fmt.Sprintf("actor %s: need events after %s (%d events waiting)", actor, after, n.Pending)
+}
+
+// logIndex describes every event in the log, for dedup, forks and the
+// merge order. Built on first use by scanning the log.
+type logIndex struct {
+	byID     map[string]int // event id -> position in items
+	items    []bplog.OrderItem
+	hashes   [][32]byte
+	children map[string]string // actor + "\x00" + prev -> first child id
+}
+
+func childKey(actor, prev string) string { return actor + "\x00" + prev }
+
+func (x *logIndex) add(e *bplog.Event, hash [32]byte) {
+	x.byID[e.ID] = len(x.items)
+	x.items = append(x.items, e.Item())
+	x.hashes = append(x.hashes, hash)
+	k := childKey(e.Actor, e.Prev)
+	if _, ok := x.children[k]; !ok {
+		x.children[k] = e.ID
+	}
+}
+
+// indexLocked returns the log index, building it if needed.
+func (b *Backpack) indexLocked(ctx context.Context) (*logIndex, error) {
+	if b.index != nil {
+		return b.index, nil
+	}
+	x := &logIndex{byID: map[string]int{}, children: map[string]string{}}
+	f, err := os.Open(b.path(EventsPath))
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	err = scan.Run(ctx, f, scan.Options{Hashes: true}, func(it *scan.Item) error {
+		if it.Event != nil && it.EventErr == nil && it.EncodeErr == nil {
+			if _, dup := x.byID[it.Event.ID]; !dup {
+				x.add(it.Event, it.Hash)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	b.index = x
+	return x, nil
+}
+
+// candidate is an event under consideration.
+type candidate struct {
+	e      *bplog.Event
+	line   []byte // canonical
+	hash   [32]byte
+	source string
+}
+
+// Ingest checks and merges lines (one signed event each) from source.
+func (b *Backpack) Ingest(ctx context.Context, lines [][]byte, source string) (*IngestResult, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.app == nil {
+		return nil, ErrReadOnly
+	}
+	res := &IngestResult{Source: source, Received: len(lines), Missing: map[string]Need{}}
+	x, err := b.indexLocked(ctx)
+	if err != nil {
+		return nil, err
+	}
+	held, err := b.loadHeldLocked("pending")
+	if err != nil {
+		return nil, err
+	}
+
+	// Check each event on its own.
+	var cands []*candidate
+	seen := map[string]bool{}
+	consider := func(line []byte, src string, wasPending bool) {
+		c, he := b.checkEvent(line, src)
+		if he != nil {
+			switch {
+			case he.Reason == reasonUntrusted:
+				res.Quarantined = append(res.Quarantined, *he)
+			default:
+				res.Rejected = append(res.Rejected, *he)
+			}
+			return
+		}
+		if i, ok := x.byID[c.e.ID]; ok {
+			if x.hashes[i] == c.hash {
+				if !wasPending {
+					res.Duplicates++
+				}
+				return
+			}
+			res.Forks = append(res.Forks, bplog.Fork{Kind: bplog.ForkSameID, Actor: c.e.Actor, Prev: c.e.ID})
+			b.keepForkEvidenceLocked(c, x)
+			return
+		}
+		if seen[c.e.ID] {
+			if !wasPending {
+				res.Duplicates++
+			}
+			return
+		}
+		seen[c.e.ID] = true
+		cands = append(cands, c)
+	}
+	for _, h := range held {
+		consider([]byte(h.Line), h.Source, true)
+	}
+	for _, l := range lines {
+		consider(l, source, false)
+	}
+
+	// Accept events whose predecessor is held (or accepted), to a fixpoint.
+	accepted := map[string]*candidate{}
+	var order []*candidate
+	for progress := true; progress; {
+		progress = false
+		for _, c := range cands {
+			if accepted[c.e.ID] != nil {
+				continue
+			}
+			if c.e.HasPrev {
+				if _, ok := x.byID[c.e.Prev]; !ok && accepted[c.e.Prev] == nil {
+					continue
+				}
+			}
+			accepted[c.e.ID] = c
+			order = append(order, c)
+			progress = true
+		}
+	}
+	var pending []HeldEvent
+	for _, c := range cands {
+		if accepted[c.e.ID] != nil {
+			continue
+		}
+		pending = append(pending, HeldEvent{EventID: c.e.ID, Actor: c.e.Actor, KeyID: c.e.KeyID, Source: c.source, Line: string(c.line),
+			Reason: "predecessor " + c.e.Prev + " not held"})
+		n := res.Missing[c.e.Actor]
+		n.Pending++
+		n.After = b.heads[c.e.Actor].ID
+		res.Missing[c.e.Actor] = n
+	}
+	res.Pending = pending
+
+	// Forks among the accepted: a second child of one predecessor, in
+	// the log or in this batch.
+	batchChild := map[string]string{}
+	for _, c := range order {
+		k := childKey(c.e.Actor, c.e.Prev)
+		first, ok := x.children[k]
+		if !ok {
+			first, ok = batchChild[k]
+		}
+		if ok && first != c.e.ID {
+			res.Forks = append(res.Forks, bplog.Fork{Kind: bplog.ForkSamePrev, Actor: c.e.Actor, Prev: c.e.Prev,
+				Events: []bplog.ForkEvent{{EventID: first}, {EventID: c.e.ID}}})
+		} else if !ok {
+			batchChild[k] = c.e.ID
+		}
+	}
+
+	if err := b.saveHeldLocked("pending", pending); err != nil {
+		return nil, err
+	}
+	if err := b.appendHeldLocked("quarantine", append(res.Quarantined, res.Rejected...)); err != nil {
+		return nil, err
+	}
+	if len(order) == 0 {
+		return res, nil
+	}
+	for _, c := range order {
+		res.Applied = append(res.Applied, c.e.ID)
+	}
+	if err := b.mergeLocked(ctx, x, order, res); err != nil {
+		b.index = nil // rebuilt from the file on next use
+		return nil, err
+	}
+	return res, nil
+}
+
+const reasonUntrusted = "signed by a key this backpack does not trust"
+
+// checkEvent runs the per-event checks. It returns the candidate, or why
+// the event cannot be applied.
+func (b *Backpack) checkEvent(line []byte, source string) (*candidate, *HeldEvent) {
+	held := func(reason string, e *bplog.Event) *HeldEvent {
+		h := &HeldEvent{Reason: reason, Source: source, Line: string(line)}
+		if e != nil {
+			h.EventID, h.Actor, h.KeyID = e.ID, e.Actor, e.KeyID
+		}
+		return h
+	}
+	e, err := bplog.Parse(bytes.TrimSpace(line))
+	if err != nil {
+		return nil, held("not a usable event: "+err.Error(), e)
+	}
+	full, signed, idPre, err := e.Encodings()
+	if err != nil {
+		return nil, held(err.Error(), e)
+	}
+	if rule, want, _ := e.CheckIDWith(idPre); rule == bplog.IDMismatch {
+		return nil, held(fmt.Sprintf("event_id does not match the content (expected %s)", want), e)
+	}
+	if e.Sig == "" {
+		return nil, held("event is not signed", e)
+	}
+	vk, err := b.reg.ResolveVerifier(e.KeyID)
+	switch {
+	case errors.Is(err, bplog.ErrUnknownKey):
+		return nil, held(reasonUntrusted, e)
+	case errors.Is(err, bplog.ErrRevokedKey):
+		return nil, held("signed by a revoked key", e)
+	}
+	if err := e.VerifySignatureWith(vk, signed); err != nil {
+		return nil, held("signature does not verify", e)
+	}
+	return &candidate{e: e, line: full, hash: sha256.Sum256(full), source: source}, nil
+}
+
+// mergeLocked puts accepted events into the log in the merge order:
+// appended when the order keeps every existing line where it is, else by
+// rewriting the log. x holds the existing events in file order; order the
+// accepted ones.
+func (b *Backpack) mergeLocked(ctx context.Context, x *logIndex, order []*candidate, res *IngestResult) error {
+	incoming := make([]bplog.OrderItem, len(order))
+	for i, c := range order {
+		incoming[i] = c.e.Item()
+	}
+	plan, appendOnly := bplog.MergePlan(x.items, incoming)
+	existing := len(x.items)
+	byID := make(map[string]*candidate, len(order))
+	for _, c := range order {
+		byID[c.e.ID] = c
+	}
+	if appendOnly {
+		var lines [][]byte
+		var evs []*bplog.Event
+		for _, p := range plan[existing:] {
+			c := order[p-existing]
+			lines = append(lines, c.line)
+			evs = append(evs, c.e)
+		}
+		if err := b.appendLinesLocked(lines, evs); err != nil {
+			return err
+		}
+		for _, c := range evs {
+			x.add(c, byID[c.ID].hash)
+		}
+		return nil
+	}
+	res.Rewrote = true
+	ids := make([]string, len(plan))
+	for i, p := range plan {
+		if p < existing {
+			ids[i] = x.items[p].ID
+		} else {
+			ids[i] = incoming[p-existing].ID
+		}
+	}
+	b.index = nil // rebuilt in the new file order on next use
+	return b.rewriteLocked(ctx, ids, byID)
+}
+
+// rewriteLocked writes the log in the order perm, through a temp file,
+// fsync and rename, then reloads state from it.
+func (b *Backpack) rewriteLocked(ctx context.Context, ids []string, added map[string]*candidate) error {
+	old, err := os.ReadFile(b.path(EventsPath))
+	if err != nil {
+		return err
+	}
+	lineOf := map[string][]byte{}
+	for _, l := range bytes.Split(old, []byte("\n")) {
+		if e, err := bplog.Parse(bytes.TrimSpace(l)); err == nil {
+			if _, dup := lineOf[e.ID]; !dup {
+				if full, _, _, err := e.Encodings(); err == nil {
+					lineOf[e.ID] = full
+				}
+			}
+		}
+	}
+	var out bytes.Buffer
+	for _, id := range ids {
+		l := lineOf[id]
+		if c := added[id]; c != nil {
+			l = c.line
+		}
+		if l == nil {
+			return fmt.Errorf("bug: store: event %s missing when rewriting the log", id)
+		}
+		out.Write(l)
+		out.WriteByte('\n')
+	}
+	// Lines that were never events (unusable lines) are kept in the
+	// quarantine rather than dropped.
+	var unusable []HeldEvent
+	for _, l := range bytes.Split(old, []byte("\n")) {
+		if t := bytes.TrimSpace(l); len(t) > 0 {
+			if _, err := bplog.Parse(t); err != nil {
+				unusable = append(unusable, HeldEvent{Reason: "unusable log line moved out when the log was reordered: " + err.Error(), Line: string(l)})
+			}
+		}
+	}
+	if err := b.appendHeldLocked("quarantine", unusable); err != nil {
+		return err
+	}
+	if err := b.app.Close(); err != nil {
+		return err
+	}
+	b.app = nil
+	if err := writeFileAtomic(b.path(EventsPath), out.Bytes(), 0o644); err != nil {
+		return err
+	}
+	if err := b.openAppender(); err != nil {
+		return err
+	}
+	b.state = nil
+	b.logSize, b.lines, b.entries, b.sinceCache = 0, 0, 0, 0
+	os.Remove(b.path(CachePath))
+	if err := b.load(ctx); err != nil {
+		return err
+	}
+	if err := b.writeDerivedLocked(); err != nil {
+		return err
+	}
+	return b.publishLocked()
+}
+
+// keepForkEvidenceLocked records both contents of one event_id.
+func (b *Backpack) keepForkEvidenceLocked(c *candidate, x *logIndex) {
+	b.appendHeldLocked("forks", []HeldEvent{{EventID: c.e.ID, Actor: c.e.Actor, KeyID: c.e.KeyID, Source: c.source, Line: string(c.line),
+		Reason: "same event_id as a held event with different content (fork evidence)"}})
+}
+
+// Held events live in the device directory, outside the backpack:
+// <device dir>/<kind>/<event id or hash>.json, one canonical JSON object
+// each.
+func (b *Backpack) heldDir(kind string) (string, error) {
+	dev, err := DeviceDir(b.uid)
+	if err != nil {
+		return "", err
+	}
+	return filepath.Join(dev, kind), nil
+}
+
+func heldName(h HeldEvent) string {
+	if h.EventID != "" && safeName(h.EventID) == h.EventID {
+		sum := sha256.Sum256([]byte(h.Line))
+		return h.EventID + "-" + hex.EncodeToString(sum[:4]) + ".json"
+	}
+	sum := sha256.Sum256([]byte(h.Line))
+	return "line-" + hex.EncodeToString(sum[:12]) + ".json"
+}
+
+func (h HeldEvent) value(now string) canon.Value {
+	var o canon.ObjectBuilder
+	o.Set("event_id", canon.StringValue(h.EventID)).Set("actor", canon.StringValue(h.Actor)).
+		Set("key_id", canon.StringValue(h.KeyID)).Set("reason", canon.StringValue(h.Reason)).
+		Set("source", canon.StringValue(h.Source)).Set("line", canon.StringValue(h.Line)).
+		Set("held_at_utc", canon.StringValue(now))
+	return o.Value()
+}
+
+// appendHeldLocked adds events to a held set (existing entries stay).
+func (b *Backpack) appendHeldLocked(kind string, hs []HeldEvent) error {
+	if len(hs) == 0 {
+		return nil
+	}
+	dir, err := b.heldDir(kind)
+	if err != nil {
+		return err
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return err
+	}
+	now := pytime.FormatUTC(b.opts.Now())
+	for _, h := range hs {
+		p := filepath.Join(dir, heldName(h))
+		if _, err := os.Stat(p); err == nil {
+			continue
+		}
+		data, err := canon.Encode(h.value(now))
+		if err != nil {
+			return err
+		}
+		if err := writeFileAtomic(p, data, 0o600); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// saveHeldLocked replaces a held set.
+func (b *Backpack) saveHeldLocked(kind string, hs []HeldEvent) error {
+	dir, err := b.heldDir(kind)
+	if err != nil {
+		return err
+	}
+	keep := map[string]bool{}
+	for _, h := range hs {
+		keep[heldName(h)] = true
+	}
+	ents, _ := os.ReadDir(dir)
+	for _, e := range ents {
+		if !keep[e.Name()] {
+			os.Remove(filepath.Join(dir, e.Name()))
+		}
+	}
+	return b.appendHeldLocked(kind, hs)
+}
+
+// loadHeldLocked reads a held set, oldest name first.
+func (b *Backpack) loadHeldLocked(kind string) ([]HeldEvent, error) {
+	dir, err := b.heldDir(kind)
+	if err != nil {
+		return nil, err
+	}
+	return readHeld(dir)
+}
+
+func readHeld(dir string) ([]HeldEvent, error) {
+	ents, err := os.ReadDir(dir)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	sort.Slice(ents, func(i, j int) bool { return ents[i].Name() < ents[j].Name() })
+	var out []HeldEvent
+	for _, e := range ents {
+		if !e.Type().IsRegular() || filepath.Ext(e.Name()) != ".json" {
+			continue
+		}
+		data, err := os.ReadFile(filepath.Join(dir, e.Name()))
+		if err != nil {
+			return nil, err
+		}
+		v, err := canon.Limits{MaxSize: 8 << 20}.Parse(data)
+		if err != nil {
+			continue // a damaged entry is skipped here and shown by `quarantine`
+		}
+		out = append(out, HeldEvent{EventID: v.Field("event_id").Str(), Actor: v.Field("actor").Str(), KeyID: v.Field("key_id").Str(),
+			Reason: v.Field("reason").Str(), Source: v.Field("source").Str(), Line: v.Field("line").Str()})
+	}
+	return out, nil
+}
+
+// Held returns the events held in the quarantine (kind "quarantine"),
+// pending (kind "pending") or kept as fork evidence (kind "forks").
+func (b *Backpack) Held(kind string) ([]HeldEvent, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.loadHeldLocked(kind)
+}

@@ -1,0 +1,137 @@
+package store_test
+
+import (
+	"bytes"
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/backpack-field/backpack/internal/canon"
+	"github.com/backpack-field/backpack/internal/store"
+	bplog "github.com/backpack-field/backpack/log"
+)
+
+func logLinesOf(t *testing.T, dir string) [][]byte {
+	t.Helper()
+	var out [][]byte
+	for _, l := range bytes.Split([]byte(mustRead(t, filepath.Join(dir, store.EventsPath))), []byte("\n")) {
+		if len(l) > 0 {
+			out = append(out, l)
+		}
+	}
+	return out
+}
+
+func copyDir(t *testing.T, src, dst string) {
+	t.Helper()
+	if err := os.CopyFS(dst, os.DirFS(src)); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// replicas returns two copies of one backpack that share the device key
+// file (as two sessions of one device would), and that key file.
+func replicas(t *testing.T) (a, b, key string) {
+	t.Helper()
+	dir, res := newBackpack(t)
+	b = filepath.Join(filepath.Dir(dir), "replica")
+	copyDir(t, dir, b)
+	return dir, b, res.KeyFile
+}
+
+func appendN(t *testing.T, dir, key, actor string, n int, now func() time.Time) {
+	t.Helper()
+	bp, err := store.Open(context.Background(), dir, store.Options{KeyFile: key, Actor: actor, Now: now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer bp.Close()
+	for i := range n {
+		if _, err := bp.Append(observation(actor, "reading", canon.IntValue(int64(i)), 0.7)); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+func ingest(t *testing.T, dir, key string, lines [][]byte, src string) *store.IngestResult {
+	t.Helper()
+	bp, err := store.Open(context.Background(), dir, store.Options{KeyFile: key, Now: clock()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer bp.Close()
+	res, err := bp.Ingest(context.Background(), lines, src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return res
+}
+
+func TestIngestConverges(t *testing.T) {
+	a, b, key := replicas(t)
+	ca, cb := clock(), clock()
+	// Interleaved clocks: b's events fall between a's.
+	cb()
+	appendN(t, a, key, "north", 5, ca)
+	appendN(t, b, key, "south", 4, cb)
+	ra := ingest(t, a, key, logLinesOf(t, b), "replica b")
+	rb := ingest(t, b, key, logLinesOf(t, a), "replica a")
+	if len(ra.Applied) != 4 || len(rb.Applied) != 5 || ra.Duplicates != 2 {
+		t.Fatalf("applied %d/%d duplicates %d", len(ra.Applied), len(rb.Applied), ra.Duplicates)
+	}
+	if mustRead(t, filepath.Join(a, store.EventsPath)) != mustRead(t, filepath.Join(b, store.EventsPath)) {
+		t.Fatalf("replicas differ after exchanging logs")
+	}
+	mustVerify(t, a)
+	mustVerify(t, b)
+	// Idempotent: ingesting again changes nothing.
+	before := mustRead(t, filepath.Join(a, store.EventsPath))
+	again := ingest(t, a, key, logLinesOf(t, b), "replica b")
+	if len(again.Applied) != 0 || mustRead(t, filepath.Join(a, store.EventsPath)) != before {
+		t.Fatalf("second ingest changed the log")
+	}
+}
+
+func TestIngestHoldsWhatItCannotApply(t *testing.T) {
+	a, b, key := replicas(t)
+	appendN(t, b, key, "south", 3, clock())
+	lines := logLinesOf(t, b)
+	news := lines[2:] // the three new events
+	// Only the last two arrive: they wait for the first.
+	r := ingest(t, a, key, news[1:], "partial")
+	if len(r.Applied) != 0 || len(r.Pending) != 2 || !strings.Contains(r.Missing["south"].String("south"), "need events after") {
+		t.Fatalf("pending %+v missing %+v", r.Pending, r.Missing)
+	}
+	// The first arrives: all three are applied.
+	r = ingest(t, a, key, news[:1], "rest")
+	if len(r.Applied) != 3 || len(r.Pending) != 0 {
+		t.Fatalf("after predecessor: applied %v pending %v", r.Applied, r.Pending)
+	}
+	// An event by an unknown key is quarantined, a forged one rejected.
+	stranger, _ := bplog.KeyFromSeedB64("paWlpaWlpaWlpaWlpaWlpaWlpaWlpaWlpaWlpaWlpaU=")
+	var body canon.ObjectBuilder
+	body.Set("type", canon.StringValue("OBSERVATION")).Set("actor", canon.StringValue("stranger")).
+		Set("prev_event_hash", canon.NullValue()).Set("timestamp_utc", canon.StringValue("2026-03-01T09:00:00+00:00")).Set("payload", canon.ObjectValue())
+	_, sl, _ := stranger.Signer().Seal(body.Value())
+	forged := bytes.Replace(news[0], []byte(`"value":0`), []byte(`"value":9`), 1)
+	r = ingest(t, a, key, [][]byte{sl, forged}, "hostile")
+	if len(r.Quarantined) != 1 || len(r.Rejected) != 1 || len(r.Applied) != 0 {
+		t.Fatalf("quarantined %v rejected %v", r.Quarantined, r.Rejected)
+	}
+	mustVerify(t, a)
+}
+
+func TestIngestFork(t *testing.T) {
+	a, b, key := replicas(t)
+	appendN(t, a, key, "field_laptop", 1, clock())
+	c2 := clock()
+	c2()
+	appendN(t, b, key, "field_laptop", 1, c2) // same actor, same predecessor
+	r := ingest(t, a, key, logLinesOf(t, b), "replica b")
+	if len(r.Forks) != 1 || len(r.Applied) != 1 {
+		t.Fatalf("forks %+v applied %v", r.Forks, r.Applied)
+	}
+}
