@@ -3,6 +3,7 @@ package cli
 import (
 	"fmt"
 	"io"
+	"strings"
 
 	"github.com/backpack-field/backpack/internal/store"
 	bplog "github.com/backpack-field/backpack/log"
@@ -69,7 +70,15 @@ func printIngest(e *env, res *store.IngestResult, asJSON bool) error {
 	}
 	fmt.Fprintln(e.stdout)
 	for _, f := range res.Forks {
-		fmt.Fprintf(e.stdout, "FORK %s\n", f.String())
+		if f.Kind == bplog.ForkSameID {
+			fmt.Fprintf(e.stdout, "FORK actor %q: event %s arrived with different content; both kept as evidence\n", f.Actor, f.Prev)
+			continue
+		}
+		ids := make([]string, len(f.Events))
+		for i, ev := range f.Events {
+			ids[i] = ev.EventID
+		}
+		fmt.Fprintf(e.stdout, "FORK actor %q: %s both follow %s; both kept (see backpack forks)\n", f.Actor, strings.Join(ids, " and "), f.Prev)
 	}
 	for _, h := range res.Quarantined {
 		fmt.Fprintf(e.stdout, "quarantined %s (actor %s, key %s): %s\n", h.EventID, h.Actor, h.KeyID, h.Reason)
