@@ -129,6 +129,11 @@ func TestHostile(t *testing.T) {
 		{"empty input", nil, bundles.Limits{}, bundles.ErrNotBundle, 0, "too short"},
 		{"garbage", []byte("this is not a bundle at all"), bundles.Limits{}, bundles.ErrNotBundle, 0, "zstd magic"},
 		{"reference bundle", []byte(`{"event_count":0,"type":"provara_delta_v1"}` + "\n"), bundles.Limits{}, bundles.ErrNotBundle, 0, "DecodeReference"},
+		{"stored frame, content damaged", func() []byte {
+			b := storedFrame(rawContent(t, rawOptions{}, events[:3]))
+			b[len(b)-20] ^= 0x01
+			return b
+		}(), bundles.Limits{}, bundles.ErrContentHash, 0, ""},
 		{"magic then garbage", append([]byte{0x28, 0xb5, 0x2f, 0xfd}, "garbage garbage"...), bundles.Limits{}, bundles.ErrCorrupt, 0, ""},
 		{"flipped byte in the compressed stream", flipped, bundles.Limits{}, bundles.ErrCorrupt, 0, ""},
 		{"flipped byte in an event", compress(t, tamperedContent), bundles.Limits{}, bundles.ErrContentHash, 0, "hashes to"},
