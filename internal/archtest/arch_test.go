@@ -46,7 +46,8 @@ var allowed = map[string][]string{
 	"internal/store":       {"internal/canon", "internal/pytime", "internal/scan", "log", "merkle", "reducer"},
 	"internal/check":       {"internal/scan", "internal/store", "log", "merkle", "reducer"},
 	"internal/gen":         {"internal/canon", "internal/pytime", "internal/store", "log"},
-	"internal/cli":         {"internal/canon", "internal/check", "internal/scan", "internal/store", "log", "reducer"},
+	"internal/cli":         {"bundles", "internal/canon", "internal/check", "internal/pytime", "internal/scan", "internal/store", "log", "reducer"},
+	"bundles":              {"internal/canon", "log"},
 	"cmd/backpack":         {"internal/cli"},
 	"internal/archtest":    {},
 }

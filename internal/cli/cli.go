@@ -120,6 +120,8 @@ func commands() []command {
 		{"manifest", "rebuild and re-sign manifest.json, merkle_root.txt, manifest.sig", runManifest},
 		{"checkpoint", "write a signed state checkpoint", runCheckpoint},
 		{"frontier", "print what this replica holds (per-actor heads), as JSON", runFrontier},
+		{"export", "write a signed, compressed bundle of what another device lacks", runExport},
+		{"import", "import bundles (backpack or provara_delta_v1), checked event by event", runImport},
 		{"merge", "bring another replica's events into this one (checked like an import)", runMerge},
 		{"demo", "run a field scenario in a temporary directory", runDemo},
 	}

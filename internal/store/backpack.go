@@ -230,6 +230,16 @@ func (b *Backpack) StateHash() (string, error) {
 	return b.state.StateHash()
 }
 
+// SigningKey returns the device key (ErrNoKey without one).
+func (b *Backpack) SigningKey() (bplog.PrivateKey, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.signer == nil {
+		return bplog.PrivateKey{}, ErrNoKey
+	}
+	return bplog.PrivateKey{ID: b.signer.KeyID, Key: b.signer.Key}, nil
+}
+
 // Registry returns the key registry.
 func (b *Backpack) Registry() *bplog.Registry {
 	b.mu.Lock()

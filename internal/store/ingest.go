@@ -534,3 +534,28 @@ func (b *Backpack) Held(kind string) ([]HeldEvent, error) {
 	defer b.mu.Unlock()
 	return b.loadHeldLocked(kind)
 }
+
+// QuarantineFile keeps a copy of a file refused as a whole (a bundle), with
+// the reason next to it, in the device's quarantine.
+func (b *Backpack) QuarantineFile(path, reason string) error {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return err
+	}
+	dir, err := b.heldDir("quarantine")
+	if err != nil {
+		return err
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return err
+	}
+	sum := sha256.Sum256(data)
+	name := "bundle-" + hex.EncodeToString(sum[:12])
+	if err := writeFileAtomic(filepath.Join(dir, name+".bin"), data, 0o600); err != nil {
+		return err
+	}
+	var o canon.ObjectBuilder
+	o.Set("file", canon.StringValue(path)).Set("reason", canon.StringValue(reason)).
+		Set("held_at_utc", canon.StringValue(pytime.FormatUTC(b.opts.Now())))
+	return writeFileAtomic(filepath.Join(dir, name+".err"), append(canon.MustEncode(o.Value()), '\n'), 0o600)
+}
