@@ -161,6 +161,7 @@ func Encode(w io.Writer, h Header, events [][]byte, key ed25519.PrivateKey, opts
 	}
 	hash := sha256.New()
 	var scratch []byte
+	contentLen := int64(0)
 	for i, line := range events {
 		var ferr *FormatError
 		if scratch, ferr = checkEvent(line, scratch, 0, i+2); ferr != nil {
@@ -168,6 +169,7 @@ func Encode(w io.Writer, h Header, events [][]byte, key ed25519.PrivateKey, opts
 		}
 		hash.Write(line)
 		hash.Write(newline)
+		contentLen += int64(len(line)) + 1
 	}
 	h.EventCount = int64(len(events))
 	hash.Sum(h.ContentSHA256[:0])
@@ -186,10 +188,20 @@ func Encode(w io.Writer, h Header, events [][]byte, key ed25519.PrivateKey, opts
 	if level == 0 {
 		level = zstd.SpeedDefault
 	}
-	zw, err := zstd.NewWriter(w, zstd.WithEncoderLevel(level), zstd.WithEncoderConcurrency(1), zstd.WithEncoderCRC(true))
+	// The window need not exceed the content: small bundles then cost
+	// little memory to write and to read. The frame declares the content
+	// size, which the decoder checks.
+	size := int64(len(head)) + 1 + contentLen
+	window := zstd.MinWindowSize
+	for int64(window) < size && window < maxEncoderWindow {
+		window <<= 1
+	}
+	zw, err := zstd.NewWriter(nil, zstd.WithEncoderLevel(level), zstd.WithEncoderConcurrency(1),
+		zstd.WithEncoderCRC(true), zstd.WithWindowSize(window))
 	if err != nil {
 		return Header{}, fmt.Errorf("bundles: encode: %w", err)
 	}
+	zw.ResetContentSize(w, size)
 	write := func(b []byte) {
 		if err == nil {
 			_, err = zw.Write(b)
@@ -212,6 +224,9 @@ func Encode(w io.Writer, h Header, events [][]byte, key ed25519.PrivateKey, opts
 }
 
 var newline = []byte{'\n'}
+
+// maxEncoderWindow is the largest zstd window Encode uses.
+const maxEncoderWindow = 8 << 20
 
 // checkEvent checks that line is a JSON object in canonical form. scratch
 // is reused for the canonical encoding and returned. off and lineNo place
