@@ -5,6 +5,7 @@ import (
 	"fmt"
 
 	"github.com/backpack-field/backpack/internal/scan"
+	"github.com/backpack-field/backpack/internal/store"
 	bplog "github.com/backpack-field/backpack/log"
 )
 
@@ -41,6 +42,17 @@ unless --check is given, which exits 1 when there is any fork.`)
 		return err
 	}
 	rep := chains.Finish()
+	// Where each side came from, when this device recorded it on import.
+	from := map[string]string{}
+	detected := map[string]string{}
+	if recs, err := store.ReadForkRecords(dir); err == nil {
+		for _, r := range recs {
+			for id, src := range r.Sources {
+				from[id] = src
+				detected[id] = r.DetectedAt
+			}
+		}
+	}
 	type forkOut struct {
 		bplog.Fork
 		Sides []logRow `json:"sides"`
@@ -49,7 +61,9 @@ unless --check is given, which exits 1 when there is any fork.`)
 	for _, fk := range rep.Forks {
 		fo := forkOut{Fork: fk}
 		for _, ev := range fk.Events {
-			fo.Sides = append(fo.Sides, details[ev.Line])
+			side := details[ev.Line]
+			side.From, side.Detected = from[ev.EventID], detected[ev.EventID]
+			fo.Sides = append(fo.Sides, side)
 		}
 		out = append(out, fo)
 	}
@@ -67,6 +81,9 @@ unless --check is given, which exits 1 when there is any fork.`)
 			fmt.Fprintf(e.stdout, "FORK %s\n", fo.Fork.String())
 			for _, s := range fo.Sides {
 				fmt.Fprintf(e.stdout, "  line %-6d %s  %-32s %-12s %s\n", s.Line, s.EventID, s.Timestamp, s.Type, s.Summary)
+				if s.From != "" {
+					fmt.Fprintf(e.stdout, "              from %s; fork detected %s\n", s.From, s.Detected)
+				}
 			}
 		}
 	}

@@ -15,6 +15,8 @@ type logRow struct {
 	Timestamp string `json:"timestamp_utc"`
 	Summary   string `json:"summary"`
 	Problem   string `json:"problem,omitempty"`
+	From      string `json:"brought_by,omitempty"`
+	Detected  string `json:"fork_detected_at_utc,omitempty"`
 }
 
 func runLog(e *env, args []string) error {

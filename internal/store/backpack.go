@@ -447,6 +447,10 @@ func (b *Backpack) Append(body canon.Value) (*bplog.Event, error) {
 func (b *Backpack) AppendBatch(bodies []canon.Value) ([]*bplog.Event, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
+	return b.appendBatchLocked(bodies)
+}
+
+func (b *Backpack) appendBatchLocked(bodies []canon.Value) ([]*bplog.Event, error) {
 	if b.app == nil {
 		return nil, ErrReadOnly
 	}

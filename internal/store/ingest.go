@@ -247,17 +247,95 @@ func (b *Backpack) Ingest(ctx context.Context, lines [][]byte, source string) (*
 	if err := b.appendHeldLocked("quarantine", append(res.Quarantined, res.Rejected...)); err != nil {
 		return nil, err
 	}
-	if len(order) == 0 {
-		return res, nil
+	if len(order) > 0 {
+		for _, c := range order {
+			res.Applied = append(res.Applied, c.e.ID)
+		}
+		if err := b.mergeLocked(ctx, x, order, res); err != nil {
+			b.index = nil // rebuilt from the file on next use
+			return nil, err
+		}
 	}
-	for _, c := range order {
-		res.Applied = append(res.Applied, c.e.ID)
-	}
-	if err := b.mergeLocked(ctx, x, order, res); err != nil {
-		b.index = nil // rebuilt from the file on next use
-		return nil, err
+	if err := b.recordForksLocked(res, order); err != nil {
+		return res, fmt.Errorf("events merged, but the fork was not recorded: %w", err)
 	}
 	return res, nil
+}
+
+// ConflictType is the event type a device appends, once, when it learns of
+// a fork (the reference's sync document describes it; the reference never
+// writes it, and its reducer only counts it).
+const ConflictType = "com.provara.sync.conflict"
+
+// recordForksLocked keeps, for each new fork, a device-local record of the
+// competing events and where each came from, and appends one signed
+// com.provara.sync.conflict event to the device's own chain.
+func (b *Backpack) recordForksLocked(res *IngestResult, order []*candidate) error {
+	if len(res.Forks) == 0 {
+		return nil
+	}
+	sources := map[string]string{}
+	for _, c := range order {
+		sources[c.e.ID] = c.source
+	}
+	dir, err := b.heldDir("forks")
+	if err != nil {
+		return err
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return err
+	}
+	var bodies []canon.Value
+	for _, f := range res.Forks {
+		ids := []string{f.Prev}
+		if f.Kind == bplog.ForkSamePrev {
+			ids = ids[:0]
+			for _, e := range f.Events {
+				ids = append(ids, e.EventID)
+			}
+		}
+		sort.Strings(ids)
+		key := sha256.Sum256([]byte(f.Kind + "\x00" + f.Actor + "\x00" + f.Prev + "\x00" + fmt.Sprint(ids)))
+		rec := filepath.Join(dir, "fork-"+hex.EncodeToString(key[:12])+".json")
+		if _, err := os.Stat(rec); err == nil {
+			continue // recorded before: once per fork
+		}
+		var evs []canon.Value
+		for _, id := range ids {
+			var o canon.ObjectBuilder
+			src := sources[id]
+			if src == "" {
+				src = "this replica (held before the fork was seen)"
+			}
+			o.Set("event_id", canon.StringValue(id)).Set("source", canon.StringValue(src))
+			evs = append(evs, o.Value())
+		}
+		var r canon.ObjectBuilder
+		r.Set("kind", canon.StringValue(f.Kind)).Set("actor", canon.StringValue(f.Actor)).
+			Set("fork_point", canon.StringValue(f.Prev)).Set("events", canon.ArrayValue(evs...)).
+			Set("detected_at_utc", canon.StringValue(pytime.FormatUTC(b.opts.Now())))
+		if err := writeFileAtomic(rec, canon.MustEncode(r.Value()), 0o600); err != nil {
+			return err
+		}
+		competing := make([]canon.Value, len(ids))
+		for i, id := range ids {
+			competing[i] = canon.StringValue(id)
+		}
+		var p, body canon.ObjectBuilder
+		conflictType := "CAUSAL_FORK"
+		if f.Kind == bplog.ForkSameID {
+			conflictType = "EVENT_ID_COLLISION"
+		}
+		p.Set("conflict_type", canon.StringValue(conflictType)).Set("actor_id", canon.StringValue(f.Actor)).
+			Set("fork_point_id", canon.StringValue(f.Prev)).Set("competing_event_ids", canon.ArrayValue(competing...))
+		body.Set("type", canon.StringValue(ConflictType)).Set("payload", p.Value())
+		bodies = append(bodies, body.Value())
+	}
+	if len(bodies) == 0 || b.signer == nil {
+		return nil
+	}
+	_, err = b.appendBatchLocked(bodies)
+	return err
 }
 
 const reasonUntrusted = "signed by a key this backpack does not trust"
@@ -558,4 +636,53 @@ func (b *Backpack) QuarantineFile(path, reason string) error {
 	o.Set("file", canon.StringValue(path)).Set("reason", canon.StringValue(reason)).
 		Set("held_at_utc", canon.StringValue(pytime.FormatUTC(b.opts.Now())))
 	return writeFileAtomic(filepath.Join(dir, name+".err"), append(canon.MustEncode(o.Value()), '\n'), 0o600)
+}
+
+// ForkRecord is what the device recorded about a fork it learned of.
+type ForkRecord struct {
+	Kind       string            `json:"kind"`
+	Actor      string            `json:"actor"`
+	ForkPoint  string            `json:"fork_point"`
+	Sources    map[string]string `json:"sources"` // event id -> bundle or peer that brought it
+	DetectedAt string            `json:"detected_at_utc"`
+}
+
+// ForkRecords returns the forks this device has recorded.
+func (b *Backpack) ForkRecords() ([]ForkRecord, error) { return ReadForkRecords(b.dir) }
+
+// ReadForkRecords returns the forks this device recorded for the backpack
+// in dir, without opening it.
+func ReadForkRecords(backpackDir string) ([]ForkRecord, error) {
+	g, err := ReadGenesis(backpackDir)
+	if err != nil {
+		return nil, err
+	}
+	dev, err := DeviceDir(g.UID)
+	if err != nil {
+		return nil, err
+	}
+	dir := filepath.Join(dev, "forks")
+	names, err := filepath.Glob(filepath.Join(dir, "fork-*.json"))
+	if err != nil {
+		return nil, err
+	}
+	sort.Strings(names)
+	var out []ForkRecord
+	for _, n := range names {
+		data, err := os.ReadFile(n)
+		if err != nil {
+			return nil, err
+		}
+		v, err := canon.Limits{MaxSize: 1 << 20}.Parse(data)
+		if err != nil {
+			continue
+		}
+		r := ForkRecord{Kind: v.Field("kind").Str(), Actor: v.Field("actor").Str(), ForkPoint: v.Field("fork_point").Str(),
+			DetectedAt: v.Field("detected_at_utc").Str(), Sources: map[string]string{}}
+		for _, e := range v.Field("events").Elems() {
+			r.Sources[e.Field("event_id").Str()] = e.Field("source").Str()
+		}
+		out = append(out, r)
+	}
+	return out, nil
 }

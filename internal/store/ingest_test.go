@@ -3,6 +3,7 @@ package store_test
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -133,5 +134,30 @@ func TestIngestFork(t *testing.T) {
 	r := ingest(t, a, key, logLinesOf(t, b), "replica b")
 	if len(r.Forks) != 1 || len(r.Applied) != 1 {
 		t.Fatalf("forks %+v applied %v", r.Forks, r.Applied)
+	}
+	// The device records the fork once, as a signed conflict event.
+	countConflicts := func() int {
+		return strings.Count(mustRead(t, filepath.Join(a, store.EventsPath)), `"type":"com.provara.sync.conflict"`)
+	}
+	if n := countConflicts(); n != 1 {
+		t.Fatalf("%d conflict events, want 1", n)
+	}
+	log := mustRead(t, filepath.Join(a, store.EventsPath))
+	if !strings.Contains(log, `"conflict_type":"CAUSAL_FORK"`) || !strings.Contains(log, `"fork_point_id":"`+r.Forks[0].Prev+`"`) {
+		t.Fatalf("conflict event payload: %s", log)
+	}
+	ingest(t, a, key, logLinesOf(t, b), "replica b again")
+	if n := countConflicts(); n != 1 {
+		t.Fatalf("%d conflict events after a second delivery, want 1", n)
+	}
+	// Where each side came from is kept with the fork.
+	bp, err := store.Open(context.Background(), a, store.Options{ReadOnly: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer bp.Close()
+	recs, err := bp.ForkRecords()
+	if err != nil || len(recs) != 1 || !strings.Contains(fmt.Sprint(recs[0]), "replica b") {
+		t.Fatalf("fork records %+v %v", recs, err)
 	}
 }
