@@ -106,13 +106,16 @@ func (b *Bundle) SignedBytes() []byte { return b.signed }
 
 // VerifySignature checks the header's signature with the sender's key in
 // reg. It returns ErrUnknownSender when reg does not trust the key (unknown
-// or revoked) and ErrBadSignature when the signature does not verify. The
+// or revoked, or reg is nil) and ErrBadSignature when the signature does not verify. The
 // content is covered through content_sha256, which Decode checked.
 //
 // A valid signature says which device exported the bundle; it says nothing
 // about the events, which carry their own signatures and must be verified
 // one by one.
 func (b *Bundle) VerifySignature(reg *bplog.Registry) error {
+	if reg == nil {
+		return fmt.Errorf("%w: %s (no key registry)", ErrUnknownSender, b.Header.SenderKeyID)
+	}
 	k, err := reg.ResolveVerifier(b.Header.SenderKeyID)
 	if err != nil {
 		if errors.Is(err, bplog.ErrRevokedKey) {

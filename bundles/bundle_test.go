@@ -216,6 +216,11 @@ func TestVerifySignature(t *testing.T) {
 			t.Fatalf("err = %v, want ErrUnknownSender", err)
 		}
 	})
+	t.Run("no registry", func(t *testing.T) {
+		if err := b.VerifySignature(nil); !errors.Is(err, bundles.ErrUnknownSender) {
+			t.Fatalf("err = %v, want ErrUnknownSender", err)
+		}
+	})
 	t.Run("revoked sender", func(t *testing.T) {
 		entry := bplog.KeyEntry(testKey(t, 0).Public(), nil, "2026-01-01T00:00:00+00:00").With("status", canon.StringValue(bplog.StatusRevoked))
 		var kb canon.ObjectBuilder

@@ -47,7 +47,7 @@ var (
 	ErrBadSignature = errors.New("bundles: bundle signature does not verify")
 )
 
-// FormatError locates a problem in a bundle. Read it with errors.As.
+// FormatError locates a problem in a bundle. Read it with errors.AsType.
 type FormatError struct {
 	// Offset is the byte offset in the decompressed content (for a
 	// reference bundle: in the file) where the problem was found, or -1

@@ -36,8 +36,8 @@ func FuzzDecode(f *testing.F) {
 	f.Fuzz(func(t *testing.T, data []byte) {
 		b, err := bundles.Decode(bytes.NewReader(data), fuzzLimits)
 		if err != nil {
-			var fe *bundles.FormatError
-			if !errors.As(err, &fe) {
+			_, ok := errors.AsType[*bundles.FormatError](err)
+			if !ok {
 				t.Fatalf("error %v (%T) is not a *FormatError", err, err)
 			}
 			return
@@ -92,8 +92,8 @@ func FuzzDecodeReference(f *testing.F) {
 	f.Fuzz(func(t *testing.T, data []byte) {
 		rb, err := bundles.DecodeReference(bytes.NewReader(data), fuzzLimits)
 		if err != nil {
-			var fe *bundles.FormatError
-			if !errors.As(err, &fe) {
+			_, ok := errors.AsType[*bundles.FormatError](err)
+			if !ok {
 				t.Fatalf("error %v (%T) is not a *FormatError", err, err)
 			}
 			return

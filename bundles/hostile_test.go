@@ -183,8 +183,8 @@ func TestHostile(t *testing.T) {
 			if !errors.Is(err, tc.want) {
 				t.Fatalf("err = %v, want %v", err, tc.want)
 			}
-			var fe *bundles.FormatError
-			if !errors.As(err, &fe) {
+			fe, ok := errors.AsType[*bundles.FormatError](err)
+			if !ok {
 				t.Fatalf("err = %#v, not a *FormatError", err)
 			}
 			if tc.line != 0 && fe.Line != tc.line {
@@ -219,8 +219,8 @@ func TestEveryFlipFails(t *testing.T) {
 				}
 				continue
 			}
-			var fe *bundles.FormatError
-			if !errors.As(err, &fe) {
+			_, ok := errors.AsType[*bundles.FormatError](err)
+			if !ok {
 				t.Fatalf("flip at %d/%#x: %v is not a *FormatError", i, mask, err)
 			}
 		}
@@ -241,8 +241,7 @@ func TestReadErrorPassesThrough(t *testing.T) {
 		if !errors.Is(err, boom) {
 			t.Errorf("cut at %d: err = %v, want the reader's error", n, err)
 		}
-		var fe *bundles.FormatError
-		if errors.As(err, &fe) {
+		if _, ok := errors.AsType[*bundles.FormatError](err); ok {
 			t.Errorf("cut at %d: a read error became a FormatError: %v", n, err)
 		}
 	}

@@ -243,8 +243,8 @@ func TestDecodeReferenceHostile(t *testing.T) {
 			if !errors.Is(err, tc.want) {
 				t.Fatalf("err = %v, want %v", err, tc.want)
 			}
-			var fe *bundles.FormatError
-			if !errors.As(err, &fe) {
+			fe, ok := errors.AsType[*bundles.FormatError](err)
+			if !ok {
 				t.Fatalf("%v is not a *FormatError", err)
 			}
 			if tc.line != 0 && fe.Line != tc.line {
