@@ -123,6 +123,7 @@ func commands() []command {
 		{"export", "write a signed, compressed bundle of what another device lacks", runExport},
 		{"import", "import bundles (backpack or provara_delta_v1), checked event by event", runImport},
 		{"merge", "bring another replica's events into this one (checked like an import)", runMerge},
+		{"quarantine", "list, retry or drop events held back from the log", runQuarantine},
 		{"demo", "run a field scenario in a temporary directory", runDemo},
 	}
 }

@@ -213,3 +213,40 @@ func TestExportImport(t *testing.T) {
 	}
 	mustRun(t, "verify", b, "-q")
 }
+
+func TestQuarantineCommand(t *testing.T) {
+	base := isolate(t)
+	a, other := filepath.Join(base, "a"), filepath.Join(base, "other")
+	mustRun(t, "init", a, "--actor", "north")
+	mustRun(t, "init", other, "--actor", "stranger")
+	mustRun(t, "append", other, "--type", "OBSERVATION", "--subject", "x", "--predicate", "y", "--value", "1")
+	if out := mustRun(t, "merge", a, other); !strings.Contains(out, "quarantined") {
+		t.Fatalf("merge: %s", out)
+	}
+	if out := mustRun(t, "quarantine", a); strings.Count(out, "does not trust") != 3 {
+		t.Fatalf("list: %s", out)
+	}
+	// Trusting the key by hand (as `trust` will), then retry: they apply.
+	keysA := filepath.Join(a, "identity", "keys.json")
+	ka, _ := os.ReadFile(keysA)
+	ko, _ := os.ReadFile(filepath.Join(other, "identity", "keys.json"))
+	var ja, jo map[string]any
+	json.Unmarshal(ka, &ja)
+	json.Unmarshal(ko, &jo)
+	ja["keys"] = append(ja["keys"].([]any), jo["keys"].([]any)[0])
+	nk, _ := json.MarshalIndent(ja, "", "  ")
+	os.WriteFile(keysA, append(nk, '\n'), 0o644)
+	if out := mustRun(t, "quarantine", a, "retry"); !strings.Contains(out, "3 applied") {
+		t.Fatalf("retry: %s", out)
+	}
+	if out := mustRun(t, "quarantine", a); !strings.Contains(out, "nothing held") {
+		t.Fatalf("after retry: %s", out)
+	}
+	mustRun(t, "verify", a, "-q")
+	// Drop.
+	mustRun(t, "init", filepath.Join(base, "third"), "--actor", "t3")
+	mustRun(t, "merge", a, filepath.Join(base, "third"))
+	if out := mustRun(t, "quarantine", a, "drop", "--all"); !strings.Contains(out, "dropped 2") {
+		t.Fatalf("drop: %s", out)
+	}
+}

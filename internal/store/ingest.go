@@ -137,6 +137,10 @@ type candidate struct {
 func (b *Backpack) Ingest(ctx context.Context, lines [][]byte, source string) (*IngestResult, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
+	return b.ingestLocked(ctx, lines, source)
+}
+
+func (b *Backpack) ingestLocked(ctx context.Context, lines [][]byte, source string) (*IngestResult, error) {
 	if b.app == nil {
 		return nil, ErrReadOnly
 	}
@@ -685,4 +689,68 @@ func ReadForkRecords(backpackDir string) ([]ForkRecord, error) {
 		out = append(out, r)
 	}
 	return out, nil
+}
+
+// RetryQuarantine runs the quarantined events through Ingest again (after
+// a key was trusted, say). Events that are applied or found already held
+// leave the quarantine; the others stay, with their original reason.
+func (b *Backpack) RetryQuarantine(ctx context.Context) (*IngestResult, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	hs, err := b.loadHeldLocked("quarantine")
+	if err != nil {
+		return nil, err
+	}
+	var lines [][]byte
+	for _, h := range hs {
+		if h.EventID != "" {
+			lines = append(lines, []byte(h.Line))
+		}
+	}
+	res, err := b.ingestLocked(ctx, lines, "quarantine retry")
+	if err != nil {
+		return nil, err
+	}
+	x, err := b.indexLocked(ctx)
+	if err != nil {
+		return nil, err
+	}
+	dir, err := b.heldDir("quarantine")
+	if err != nil {
+		return nil, err
+	}
+	for _, h := range hs {
+		if _, held := x.byID[h.EventID]; held && h.EventID != "" {
+			os.Remove(filepath.Join(dir, heldName(h)))
+		}
+	}
+	return res, nil
+}
+
+// DropHeld deletes held events of a kind ("quarantine" or "pending"):
+// those with the given event ids, or all of them. It returns how many.
+func (b *Backpack) DropHeld(kind string, ids []string, all bool) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	hs, err := b.loadHeldLocked(kind)
+	if err != nil {
+		return 0, err
+	}
+	dir, err := b.heldDir(kind)
+	if err != nil {
+		return 0, err
+	}
+	want := map[string]bool{}
+	for _, id := range ids {
+		want[id] = true
+	}
+	n := 0
+	for _, h := range hs {
+		if all || want[h.EventID] {
+			if err := os.Remove(filepath.Join(dir, heldName(h))); err == nil {
+				n++
+			}
+		}
+	}
+	return n, nil
 }
