@@ -271,7 +271,7 @@ func (b *Backpack) loadKeys() error {
 }
 
 func (b *Backpack) openAppender() error {
-	dev, err := DeviceDir(b.uid)
+	dev, err := DeviceDir(b.uid, b.dir)
 	if err != nil {
 		return err
 	}

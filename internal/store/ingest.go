@@ -499,7 +499,7 @@ func (b *Backpack) keepForkEvidenceLocked(c *candidate, x *logIndex) {
 // <device dir>/<kind>/<event id or hash>.json, one canonical JSON object
 // each.
 func (b *Backpack) heldDir(kind string) (string, error) {
-	dev, err := DeviceDir(b.uid)
+	dev, err := DeviceDir(b.uid, b.dir)
 	if err != nil {
 		return "", err
 	}
@@ -661,7 +661,7 @@ func ReadForkRecords(backpackDir string) ([]ForkRecord, error) {
 	if err != nil {
 		return nil, err
 	}
-	dev, err := DeviceDir(g.UID)
+	dev, err := DeviceDir(g.UID, backpackDir)
 	if err != nil {
 		return nil, err
 	}

@@ -26,12 +26,13 @@ const (
 // requires (test_01).
 var requiredDirs = []string{"identity", "events", "state", "artifacts", "artifacts/cas", "policies", "policies/ontology"}
 
-// DeviceDir returns the per-backpack directory for device-local state
-// (quarantine, torn tails), outside the backpack so that the backpack stays
-// a clean Provara directory: $XDG_STATE_HOME/backpack/<uid>, defaulting to
-// ~/.local/state/backpack/<uid>. The uid is hashed when it is not a plain
-// file name.
-func DeviceDir(uid string) (string, error) {
+// DeviceDir returns the directory for device-local state of the replica
+// in backpackDir (quarantine, pending events, fork records, torn tails),
+// outside the backpack so that the backpack stays a clean Provara
+// directory: $XDG_STATE_HOME/backpack/<uid>-<hash of the replica's
+// absolute path>, defaulting to ~/.local/state/backpack/.... Two replicas
+// of one backpack on one machine (copies, sessions) keep apart state.
+func DeviceDir(uid, backpackDir string) (string, error) {
 	base := os.Getenv("XDG_STATE_HOME")
 	if base == "" {
 		home, err := os.UserHomeDir()
@@ -40,7 +41,12 @@ func DeviceDir(uid string) (string, error) {
 		}
 		base = filepath.Join(home, ".local", "state")
 	}
-	return filepath.Join(base, "backpack", safeName(uid)), nil
+	abs, err := filepath.Abs(backpackDir)
+	if err != nil {
+		return "", err
+	}
+	sum := sha256.Sum256([]byte(abs))
+	return filepath.Join(base, "backpack", safeName(uid)+"-"+hex.EncodeToString(sum[:4])), nil
 }
 
 // KeyDir returns where init puts device key files by default:

@@ -254,7 +254,7 @@ func TestTornTailRepairedOnOpen(t *testing.T) {
 		t.Fatal(err)
 	}
 	b.Close()
-	qdir, _ := store.DeviceDir("test-uid")
+	qdir, _ := store.DeviceDir("test-uid", dir)
 	ents, _ := os.ReadDir(filepath.Join(qdir, "quarantine"))
 	if len(ents) != 1 {
 		t.Fatalf("quarantine holds %d files", len(ents))
