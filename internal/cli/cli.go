@@ -124,6 +124,8 @@ func commands() []command {
 		{"import", "import bundles (backpack or provara_delta_v1), checked event by event", runImport},
 		{"merge", "bring another replica's events into this one (checked like an import)", runMerge},
 		{"quarantine", "list, retry or drop events held back from the log", runQuarantine},
+		{"join", "make a new device of an existing backpack, with its own key", runJoin},
+		{"trust", "trust another device's key (a signed key event every replica applies)", runTrust},
 		{"demo", "run a field scenario in a temporary directory", runDemo},
 	}
 }

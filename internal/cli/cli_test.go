@@ -250,3 +250,37 @@ func TestQuarantineCommand(t *testing.T) {
 		t.Fatalf("drop: %s", out)
 	}
 }
+
+// TestJoinAndTrust: a second device joins, works offline, is quarantined
+// on the first until trusted, then both converge, keys.json included.
+func TestJoinAndTrust(t *testing.T) {
+	base := isolate(t)
+	a, b := filepath.Join(base, "a"), filepath.Join(base, "b")
+	mustRun(t, "init", a, "--actor", "base_camp")
+	if out := mustRun(t, "join", a, b, "--actor", "field_tablet"); !strings.Contains(out, "fingerprint") {
+		t.Fatalf("join: %s", out)
+	}
+	mustRun(t, "verify", b, "-q")
+	mustRun(t, "append", b, "--type", "OBSERVATION", "--subject", "well", "--predicate", "level", "--value", "5")
+	mustRun(t, "append", a, "--type", "OBSERVATION", "--subject", "well", "--predicate", "level", "--value", "4")
+	if out := mustRun(t, "merge", a, b); !strings.Contains(out, "quarantined") {
+		t.Fatalf("merge before trust: %s", out)
+	}
+	if out := mustRun(t, "trust", a, filepath.Join(b, "identity", "keys.json")); !strings.Contains(out, "1 applied") {
+		t.Fatalf("trust: %s", out)
+	}
+	mustRun(t, "merge", b, a)
+	mustRun(t, "merge", a, b)
+	for _, f := range []string{"events/events.ndjson", "identity/keys.json"} {
+		x, _ := os.ReadFile(filepath.Join(a, f))
+		y, _ := os.ReadFile(filepath.Join(b, f))
+		if !bytes.Equal(x, y) {
+			t.Errorf("%s differs between the devices:\n%s\n---\n%s", f, x, y)
+		}
+	}
+	mustRun(t, "verify", a, "-q")
+	mustRun(t, "verify", b, "-q")
+	if out := mustRun(t, "quarantine", a); !strings.Contains(out, "nothing held") {
+		t.Errorf("quarantine after trust: %s", out)
+	}
+}

@@ -111,6 +111,9 @@ type Backpack struct {
 	sinceCache int
 	files      fileCache
 	index      *logIndex // every event of the log, for ingest; nil until needed
+	// keysChanged: a KEY_PROMOTION changed keys.json; the quarantine
+	// should be retried.
+	keysChanged bool
 
 	snap atomic.Pointer[Snapshot]
 }
@@ -391,6 +394,9 @@ func (b *Backpack) loadSigner() error {
 		path = os.Getenv("BACKPACK_KEY")
 	}
 	if path == "" {
+		path = boundKeyFile(b.uid, b.dir)
+	}
+	if path == "" {
 		if p, err := DefaultKeyPath(b.uid); err == nil {
 			if _, err := os.Stat(p); err == nil {
 				path = p
@@ -526,6 +532,11 @@ func (b *Backpack) appendLinesLocked(lines [][]byte, evs []*bplog.Event) error {
 		b.heads[evs[i].Actor] = Head{ID: evs[i].ID, Events: h.Events + 1}
 	}
 	b.sinceCache += len(lines)
+	if changed, err := b.applyKeyEventsLocked(evs); err != nil {
+		b.log.Warn("keys.json not updated", "err", err)
+	} else if changed {
+		b.keysChanged = true
+	}
 	var derr error
 	if b.sinceCache >= b.opts.CacheEvery {
 		if err := b.writeCacheLocked(); err != nil {

@@ -263,6 +263,15 @@ func (b *Backpack) ingestLocked(ctx context.Context, lines [][]byte, source stri
 	if err := b.recordForksLocked(res, order); err != nil {
 		return res, fmt.Errorf("events merged, but the fork was not recorded: %w", err)
 	}
+	if b.keysChanged && source != "quarantine retry" {
+		// A key became trusted: what waited for it may apply now.
+		b.keysChanged = false
+		retry, err := b.retryQuarantineLocked(ctx)
+		if err != nil {
+			return res, err
+		}
+		res.Applied = append(res.Applied, retry.Applied...)
+	}
 	return res, nil
 }
 
@@ -476,6 +485,11 @@ func (b *Backpack) rewriteLocked(ctx context.Context, ids []string, added map[st
 	}
 	if err := b.openAppender(); err != nil {
 		return err
+	}
+	if changed, err := b.applyKeyEventsInOrder(ids, added); err != nil {
+		return err
+	} else if changed {
+		b.keysChanged = true
 	}
 	b.state = nil
 	b.logSize, b.lines, b.entries, b.sinceCache = 0, 0, 0, 0
@@ -697,6 +711,10 @@ func ReadForkRecords(backpackDir string) ([]ForkRecord, error) {
 func (b *Backpack) RetryQuarantine(ctx context.Context) (*IngestResult, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
+	return b.retryQuarantineLocked(ctx)
+}
+
+func (b *Backpack) retryQuarantineLocked(ctx context.Context) (*IngestResult, error) {
 	hs, err := b.loadHeldLocked("quarantine")
 	if err != nil {
 		return nil, err
@@ -753,4 +771,15 @@ func (b *Backpack) DropHeld(kind string, ids []string, all bool) (int, error) {
 		}
 	}
 	return n, nil
+}
+
+// applyKeyEventsInOrder applies the key events among added, in log order.
+func (b *Backpack) applyKeyEventsInOrder(ids []string, added map[string]*candidate) (bool, error) {
+	var evs []*bplog.Event
+	for _, id := range ids {
+		if c := added[id]; c != nil {
+			evs = append(evs, c.e)
+		}
+	}
+	return b.applyKeyEventsLocked(evs)
 }

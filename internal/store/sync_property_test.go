@@ -168,7 +168,7 @@ type syncSizes struct {
 }
 
 func TestSyncProperty(t *testing.T) {
-	sizes, seeds := syncSizes{3, 5, 40}, syncSeeds(t, 2)
+	sizes, seeds := syncSizes{3, 5, 60}, syncSeeds(t, 3)
 	if *syncLong {
 		sizes, seeds = syncSizes{3, 6, 250}, syncSeeds(t, 8)
 	}
