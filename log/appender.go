@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"syscall"
 
 	"github.com/backpack-field/backpack/internal/canon"
@@ -35,11 +36,12 @@ type AppenderOptions struct {
 }
 
 // Appender is the single writer of an events.ndjson file. It holds an
-// exclusive flock(2) on the file for as long as it is open, which other
+// exclusive flock(2) on the file's directory for as long as it is open, which other
 // processes (and other Appenders in this one) see as ErrLocked. It is not
 // safe for concurrent use; callers serialize Append.
 type Appender struct {
 	f    *os.File
+	lock *os.File // the file's directory, flocked: stable across Replace
 	path string
 	size int64
 	prev int64 // size before the last Write, until Sync
@@ -57,31 +59,81 @@ func OpenAppender(path string, opts AppenderOptions) (*Appender, *Repair, error)
 	if opts.Create {
 		flags |= os.O_CREATE
 	}
-	f, err := os.OpenFile(path, flags, 0o644)
+	// The lock is on the directory, not the file, so that it survives
+	// Replace (a rename over the file).
+	lock, err := os.Open(filepath.Dir(path))
 	if err != nil {
 		return nil, nil, err
 	}
-	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
-		f.Close()
+	if err := syscall.Flock(int(lock.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		lock.Close()
 		if errors.Is(err, syscall.EWOULDBLOCK) {
 			return nil, nil, fmt.Errorf("%w: %s", ErrLocked, path)
 		}
 		return nil, nil, fmt.Errorf("lock %s: %w", path, err)
 	}
-	a := &Appender{f: f, path: path}
+	f, err := os.OpenFile(path, flags, 0o644)
+	if err != nil {
+		lock.Close()
+		return nil, nil, err
+	}
+	a := &Appender{f: f, lock: lock, path: path}
 	st, err := f.Stat()
 	if err != nil {
-		f.Close()
+		a.Close()
 		return nil, nil, err
 	}
 	a.size = st.Size()
 	rep, err := a.repairTail(opts)
 	a.prev = a.size
 	if err != nil {
-		f.Close()
+		a.Close()
 		return nil, nil, err
 	}
 	return a, rep, nil
+}
+
+// Replace writes data as the file's new content, keeping the lock: a temp
+// file in the same directory, fsync, rename over the file, fsync of the
+// directory. A crash leaves the old or the new file, whole. data must end
+// with a line break (or be empty).
+func (a *Appender) Replace(data []byte) error {
+	if len(data) > 0 && data[len(data)-1] != '\n' {
+		return errors.New("log: replacement does not end with a line break")
+	}
+	dir := filepath.Dir(a.path)
+	tmp, err := os.CreateTemp(dir, "."+filepath.Base(a.path)+".tmp-*")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(tmp.Name())
+	if _, err := tmp.Write(data); err == nil {
+		err = tmp.Chmod(0o644)
+	}
+	if err == nil {
+		err = tmp.Sync()
+	}
+	if cerr := tmp.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return fmt.Errorf("replace %s: %w", a.path, err)
+	}
+	if err := os.Rename(tmp.Name(), a.path); err != nil {
+		return fmt.Errorf("replace %s: %w", a.path, err)
+	}
+	if err := a.lock.Sync(); err != nil {
+		return fmt.Errorf("replace %s: sync directory: %w", a.path, err)
+	}
+	f, err := os.OpenFile(a.path, os.O_RDWR|os.O_APPEND, 0o644)
+	if err != nil {
+		return err
+	}
+	a.f.Close()
+	a.f = f
+	a.size = int64(len(data))
+	a.prev = a.size
+	return nil
 }
 
 func (a *Appender) repairTail(opts AppenderOptions) (*Repair, error) {
@@ -254,5 +306,9 @@ func (a *Appender) rollback() {
 
 // Close releases the lock and closes the file.
 func (a *Appender) Close() error {
-	return a.f.Close()
+	err := a.f.Close()
+	if cerr := a.lock.Close(); err == nil {
+		err = cerr
+	}
+	return err
 }

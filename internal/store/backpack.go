@@ -114,6 +114,11 @@ type Backpack struct {
 	// keysChanged: a KEY_PROMOTION changed keys.json; the quarantine
 	// should be retried.
 	keysChanged bool
+	// maxKey is the largest (timestamp_utc, event_id) key in the log, so
+	// that an append can tell cheaply whether it keeps the log in the
+	// merge order; maxKeyKnown is false when a cache without it was used.
+	maxKey      bplog.OrderItem
+	maxKeyKnown bool
 
 	snap atomic.Pointer[Snapshot]
 }
@@ -163,6 +168,13 @@ func Open(ctx context.Context, dir string, opts Options) (*Backpack, error) {
 		return nil, err
 	}
 	return b, nil
+}
+
+// noteKey keeps maxKey up to date.
+func (b *Backpack) noteKey(e *bplog.Event) {
+	if it := e.Item(); bplog.CompareKey(it, b.maxKey) > 0 {
+		b.maxKey = it
+	}
 }
 
 // Close writes the state cache when the log has at least minCacheEntries
@@ -340,6 +352,7 @@ func (b *Backpack) load(ctx context.Context) error {
 		}
 	}
 	if b.state == nil {
+		b.maxKey, b.maxKeyKnown = bplog.OrderItem{}, true
 		b.state = reducer.New()
 		b.logHash.Reset()
 		b.logSize, b.lines, b.entries, b.cacheSize = 0, 0, 0, -1
@@ -385,6 +398,7 @@ func (b *Backpack) absorbLocked(it *scan.Item) {
 	if e := it.Event; e != nil && e.Actor != "" && e.ID != "" {
 		h := b.heads[e.Actor]
 		b.heads[e.Actor] = Head{ID: e.ID, Events: h.Events + 1}
+		b.noteKey(e)
 	}
 }
 
@@ -500,6 +514,19 @@ func (b *Backpack) appendBatchLocked(bodies []canon.Value) ([]*bplog.Event, erro
 		evs = append(evs, e)
 		lines = append(lines, line)
 	}
+	items := make([]bplog.OrderItem, len(evs))
+	for i, e := range evs {
+		items[i] = e.Item()
+	}
+	if _, ok := bplog.AppendsAfter(b.maxKey, items); !ok || !b.maxKeyKnown {
+		// The device's clock is behind the log (or the log's order is not
+		// known): merge, as events from elsewhere are merged, so that
+		// every replica keeps the same order.
+		if err := b.mergeOwnLocked(lines, evs); err != nil {
+			return nil, err
+		}
+		return evs, nil
+	}
 	if err := b.appendLinesLocked(lines, evs); err != nil {
 		return nil, err
 	}
@@ -530,6 +557,7 @@ func (b *Backpack) appendLinesLocked(lines [][]byte, evs []*bplog.Event) error {
 		b.state.Apply(evs[i].Value)
 		h := b.heads[evs[i].Actor]
 		b.heads[evs[i].Actor] = Head{ID: evs[i].ID, Events: h.Events + 1}
+		b.noteKey(evs[i])
 	}
 	b.sinceCache += len(lines)
 	if changed, err := b.applyKeyEventsLocked(evs); err != nil {

@@ -10,6 +10,7 @@ import (
 	"os"
 
 	"github.com/backpack-field/backpack/internal/canon"
+	bplog "github.com/backpack-field/backpack/log"
 	"github.com/backpack-field/backpack/reducer"
 )
 
@@ -29,6 +30,7 @@ const cacheMagic = "BPCACHE1\n"
 const maxCacheHeader = 64 << 20
 
 type cacheFile struct {
+	maxKey                 *bplog.OrderItem
 	offset, lines, entries int64
 	prefix                 string
 	heads                  map[string]Head
@@ -103,6 +105,10 @@ func (b *Backpack) applyCache(c *cacheFile) {
 	b.lines = int(c.lines)
 	b.entries = int(c.entries)
 	b.cacheSize = c.offset
+	b.maxKey, b.maxKeyKnown = bplog.OrderItem{}, c.maxKey != nil
+	if c.maxKey != nil {
+		b.maxKey = *c.maxKey
+	}
 }
 
 // writeCacheLocked writes the state cache for the log as it is now.
@@ -159,6 +165,11 @@ func (b *Backpack) resumeInfoLocked() canon.Value {
 		Set("log_prefix_sha256", canon.StringValue(b.logDigest())).
 		Set("heads", hb.Value()).
 		Set("bad_lines", canon.ArrayValue(bad...))
+	if b.maxKeyKnown {
+		var mk canon.ObjectBuilder
+		mk.Set("timestamp_utc", canon.StringValue(b.maxKey.Timestamp)).Set("event_id", canon.StringValue(b.maxKey.ID))
+		h.Set("max_key", mk.Value())
+	}
 	return h.Value()
 }
 
@@ -178,6 +189,9 @@ func parseResume(h canon.Value) *cacheFile {
 		l, _ := v.Field("line").Int64()
 		o, _ := v.Field("offset").Int64()
 		c.bad = append(c.bad, BadLine{Line: int(l), Offset: o, Reason: v.Field("reason").Str()})
+	}
+	if mk := h.Field("max_key"); mk.Kind() == canon.Object {
+		c.maxKey = &bplog.OrderItem{Timestamp: mk.Field("timestamp_utc").Str(), ID: mk.Field("event_id").Str()}
 	}
 	return c
 }

@@ -255,10 +255,12 @@ func (b *Backpack) ingestLocked(ctx context.Context, lines [][]byte, source stri
 		for _, c := range order {
 			res.Applied = append(res.Applied, c.e.ID)
 		}
-		if err := b.mergeLocked(ctx, x, order, res); err != nil {
-			b.index = nil // rebuilt from the file on next use
-			return nil, err
-		}
+	}
+	// Merge even when nothing is new if the log is not in the merge order
+	// (a log written by other tools): every replica ends in one order.
+	if err := b.mergeLocked(ctx, x, order, res); err != nil {
+		b.index = nil // rebuilt from the file on next use
+		return nil, err
 	}
 	if err := b.recordForksLocked(res, order); err != nil {
 		return res, fmt.Errorf("events merged, but the fork was not recorded: %w", err)
@@ -405,6 +407,9 @@ func (b *Backpack) mergeLocked(ctx context.Context, x *logIndex, order []*candid
 	for _, c := range order {
 		byID[c.e.ID] = c
 	}
+	if appendOnly && len(order) == 0 {
+		return nil
+	}
 	if appendOnly {
 		var lines [][]byte
 		var evs []*bplog.Event
@@ -476,14 +481,7 @@ func (b *Backpack) rewriteLocked(ctx context.Context, ids []string, added map[st
 	if err := b.appendHeldLocked("quarantine", unusable); err != nil {
 		return err
 	}
-	if err := b.app.Close(); err != nil {
-		return err
-	}
-	b.app = nil
-	if err := writeFileAtomic(b.path(EventsPath), out.Bytes(), 0o644); err != nil {
-		return err
-	}
-	if err := b.openAppender(); err != nil {
+	if err := b.app.Replace(out.Bytes()); err != nil {
 		return err
 	}
 	if changed, err := b.applyKeyEventsInOrder(ids, added); err != nil {
@@ -782,4 +780,19 @@ func (b *Backpack) applyKeyEventsInOrder(ids []string, added map[string]*candida
 		}
 	}
 	return b.applyKeyEventsLocked(evs)
+}
+
+// mergeOwnLocked puts the device's own new events into the log through the
+// merge order (used when they do not simply sort after the log).
+func (b *Backpack) mergeOwnLocked(lines [][]byte, evs []*bplog.Event) error {
+	ctx := context.Background()
+	x, err := b.indexLocked(ctx)
+	if err != nil {
+		return err
+	}
+	order := make([]*candidate, len(evs))
+	for i, e := range evs {
+		order[i] = &candidate{e: e, line: lines[i], hash: sha256.Sum256(lines[i]), source: "this device"}
+	}
+	return b.mergeLocked(ctx, x, order, &IngestResult{})
 }
