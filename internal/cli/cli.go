@@ -126,6 +126,7 @@ func commands() []command {
 		{"quarantine", "list, retry or drop events held back from the log", runQuarantine},
 		{"join", "make a new device of an existing backpack, with its own key", runJoin},
 		{"trust", "trust another device's key (a signed key event every replica applies)", runTrust},
+		{"fence", "create or check a fencing token (stale once the log advances)", runFence},
 		{"demo", "run a field scenario in a temporary directory", runDemo},
 	}
 }

@@ -14,6 +14,7 @@ import (
 
 	"github.com/backpack-field/backpack/internal/canon"
 	"github.com/backpack-field/backpack/internal/check"
+	"github.com/backpack-field/backpack/internal/conformance"
 	"github.com/backpack-field/backpack/internal/store"
 	bplog "github.com/backpack-field/backpack/log"
 	"github.com/backpack-field/backpack/merkle"
@@ -414,5 +415,48 @@ func TestReferencePrivateKeysFile(t *testing.T) {
 	// Any other key file inside the backpack is refused.
 	if _, err := store.Init(context.Background(), filepath.Join(base, "bp2"), store.InitOptions{KeyFile: filepath.Join(base, "bp2", "key.json")}); err == nil {
 		t.Fatal("key file inside the backpack accepted")
+	}
+}
+
+func TestFenceTokenVector(t *testing.T) {
+	doc, err := canon.Parse(conformance.ReadFile(t, "extra_vectors.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	v := doc.Field("fencing_token")
+	var k bplog.PrivateKey
+	for _, tk := range doc.Field("test_keys").Elems() {
+		if tk.Field("name").Str() == v.Field("key").Str() {
+			k, _ = bplog.KeyFromSeedB64(tk.Field("private_key_b64").Str())
+		}
+	}
+	got := store.MakeFenceToken(k.Key, k.ID, v.Field("latest_event_id").Str(), v.Field("timestamp").Str(), v.Field("nonce").Str())
+	if string(got) != v.Field("token_json").Str() {
+		t.Fatalf("token\n got %s\nwant %s", got, v.Field("token_json").Str())
+	}
+}
+
+func TestFenceTokenStale(t *testing.T) {
+	dir, _ := newBackpack(t)
+	ctx := context.Background()
+	b, err := store.Open(ctx, dir, store.Options{Now: clock()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	tok, err := b.FenceToken()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if info, err := b.CheckFenceToken(tok); err != nil || !info.Fresh {
+		t.Fatalf("fresh token: %+v %v", info, err)
+	}
+	bad := []byte(strings.Replace(string(tok), `"nonce":"`, `"nonce":"0`, 1))
+	if _, err := b.CheckFenceToken(bad); !errors.Is(err, store.ErrBadToken) {
+		t.Fatalf("tampered token: %v", err)
+	}
+	b.Append(observation("a", "b", canon.IntValue(1), 0.5))
+	if _, err := b.CheckFenceToken(tok); !errors.Is(err, store.ErrStaleToken) {
+		t.Fatalf("after an append: %v", err)
 	}
 }
