@@ -27,7 +27,7 @@
 // Reader follows the reference's reading rules (universal newlines, Python
 // whitespace stripping, blank lines skipped) but reports every line it
 // cannot use with its number instead of skipping it. Appender is the only
-// writer: it holds an OS lock on the file that other processes see, appends
+// writer: it holds an OS lock (on the file's directory) that other processes see, appends
 // whole lines and fsyncs, and on open repairs a torn last line left by a
 // crash without touching any complete line.
 package log

@@ -167,10 +167,18 @@ func importOne(e *env, b *store.Backpack, file string) (*store.IngestResult, err
 		if bd.Header.UID != b.UID() {
 			return refuse(fmt.Errorf("bundle is for backpack %q, this is %q", bd.Header.UID, b.UID()))
 		}
-		if err := bd.VerifySignature(b.Registry()); err != nil {
+		source := filepath.Base(file) + " from " + bd.Header.SenderKeyID
+		switch err := bd.VerifySignature(b.Registry()); {
+		case errors.Is(err, bundles.ErrUnknownSender):
+			// A device this one does not trust yet (a new device, before
+			// `trust`): its bundle cannot be authenticated, but every event
+			// carries its own signature and is checked one by one; those by
+			// untrusted keys wait in the quarantine.
+			source += " (sender not trusted)"
+		case err != nil:
 			return refuse(err)
 		}
-		return b.Ingest(e.ctx, bd.Events, filepath.Base(file)+" from "+bd.Header.SenderKeyID)
+		return b.Ingest(e.ctx, bd.Events, source)
 	case bundles.KindReference:
 		rb, err := bundles.DecodeReference(br, bundles.Limits{})
 		if err != nil {

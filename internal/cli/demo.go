@@ -3,6 +3,7 @@ package cli
 import (
 	"bytes"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -100,6 +101,30 @@ is repaired on the next open, and a tampered copy that verify pins down.`)
 	d.step("The mobile team's backpack has its own key: merging it puts its events in quarantine, not in the log")
 	d.run("merge", north, mobile)
 
+	d.step("A new tablet joins the survey as a device of the north camp's backpack, with its own key")
+	tablet := filepath.Join(tmp, "tablet")
+	d.run("join", north, tablet, "--actor", "tablet_3")
+	d.run("append", tablet, "--type", "OBSERVATION", "--subject", "latrine_block_3", "--predicate", "usable", "--value", "false", "--confidence", "0.9")
+	d.say("The camp tells the tablet what it holds; the tablet exports exactly what the camp lacks, as a signed zstd bundle:")
+	frontier := filepath.Join(tmp, "north.frontier.json")
+	out, code := d.capture("frontier", north)
+	if code != ExitOK {
+		d.failed++
+	}
+	if err := os.WriteFile(frontier, []byte(out), 0o644); err != nil {
+		return err
+	}
+	bundle := filepath.Join(tmp, "tablet-to-north.bpk")
+	d.run("export", tablet, "-o", bundle, "--since", frontier)
+	d.say("The camp does not trust the tablet's key yet: its events wait in the quarantine.")
+	d.run("import", north, bundle)
+	d.say("After comparing the fingerprint, the camp trusts the key; the waiting event applies at once:")
+	d.run("trust", north, filepath.Join(tablet, "identity", "keys.json"))
+	d.run("export", north, "-o", filepath.Join(tmp, "north-to-tablet.bpk"))
+	d.run("import", tablet, filepath.Join(tmp, "north-to-tablet.bpk"))
+	d.say("Importing the same bundle again changes nothing:")
+	d.run("import", tablet, filepath.Join(tmp, "north-to-tablet.bpk"))
+
 	d.step("Power fails in the middle of an append: half a line is left at the end of the log")
 	logPath := filepath.Join(north, "events", "events.ndjson")
 	f, err := os.OpenFile(logPath, os.O_APPEND|os.O_WRONLY, 0)
@@ -173,6 +198,13 @@ func (d *demoRun) exec(stdin string, args []string) int {
 }
 
 func (d *demoRun) run(args ...string) { d.runStdin("", args...) }
+
+// capture runs a command without showing its output, and returns it.
+func (d *demoRun) capture(args ...string) (string, int) {
+	var out bytes.Buffer
+	code := Main(d.e.ctx, args, strings.NewReader(""), &out, io.Discard)
+	return out.String(), code
+}
 
 func (d *demoRun) runStdin(stdin string, args ...string) {
 	if code := d.exec(stdin, args); code != ExitOK {

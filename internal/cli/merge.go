@@ -80,8 +80,12 @@ func printIngest(e *env, res *store.IngestResult, asJSON bool) error {
 		}
 		fmt.Fprintf(e.stdout, "FORK actor %q: %s both follow %s; both kept (see backpack forks)\n", f.Actor, strings.Join(ids, " and "), f.Prev)
 	}
+	label := "quarantined"
+	if res.Source == "quarantine retry" {
+		label = "still quarantined"
+	}
 	for _, h := range res.Quarantined {
-		fmt.Fprintf(e.stdout, "quarantined %s (actor %s, key %s): %s\n", h.EventID, h.Actor, h.KeyID, h.Reason)
+		fmt.Fprintf(e.stdout, "%s %s (actor %s, key %s): %s\n", label, h.EventID, h.Actor, h.KeyID, h.Reason)
 	}
 	for _, h := range res.Rejected {
 		fmt.Fprintf(e.stdout, "rejected %s: %s\n", h.EventID, h.Reason)
