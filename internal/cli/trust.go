@@ -5,6 +5,7 @@ import (
 	"encoding/base64"
 	"fmt"
 	"os"
+	"strings"
 
 	"github.com/backpack-field/backpack/internal/canon"
 	"github.com/backpack-field/backpack/internal/store"
@@ -86,6 +87,9 @@ printed by `+"`backpack join`"+` first.`)
 // file.
 func pickKey(file, keyID string, reg *bplog.Registry) (ed25519.PublicKey, error) {
 	data, err := os.ReadFile(file)
+	if err != nil && strings.HasPrefix(file, bplog.KeyIDPrefix) {
+		return nil, usagef("%s: a key id alone does not carry the public key; give the new device's identity/keys.json (or its key entry) with --key-id %s", file, file)
+	}
 	if err != nil {
 		return nil, err
 	}
