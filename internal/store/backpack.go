@@ -318,7 +318,7 @@ func (b *Backpack) openAppender() error {
 // cleanTemps removes temp files an interrupted writeFileAtomic left, which
 // would otherwise show up as phantom files in the manifest.
 func (b *Backpack) cleanTemps() {
-	for _, d := range []string{".", "state", "identity", CheckpointsDir} {
+	for _, d := range []string{".", "events", "state", "identity", CheckpointsDir} {
 		ents, _ := os.ReadDir(b.path(d))
 		for _, e := range ents {
 			if n := e.Name(); strings.HasPrefix(n, ".") && strings.Contains(n, ".tmp-") {

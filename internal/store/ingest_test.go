@@ -168,3 +168,42 @@ func TestIngestFork(t *testing.T) {
 		t.Fatalf("fork records %+v %v", recs, err)
 	}
 }
+
+// TestDeltaWhenReceiverIsAhead: the receiver's own actor, on which it is
+// ahead, costs one event in the delta, not the whole chain.
+func TestDeltaWhenReceiverIsAhead(t *testing.T) {
+	a, b, key := replicas(t)
+	ca := clock()
+	appendN(t, a, key, "north", 3, ca)
+	ingest(t, b, key, logLinesOf(t, a), "a") // b learns north's first 3
+	appendN(t, a, key, "north", 2, ca)       // a moves ahead on north
+	c := clock()
+	for range 10 {
+		c()
+	}
+	appendN(t, b, key, "south", 1, c)
+	ra, err := store.Open(context.Background(), a, store.Options{ReadOnly: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	fa := ra.Frontier()
+	ra.Close()
+	rb, err := store.Open(context.Background(), b, store.Options{ReadOnly: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rb.Close()
+	lines, err := rb.Delta(context.Background(), fa)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// south's one event, plus north's newest that b holds (a is ahead on
+	// north): not north's whole chain.
+	if len(lines) != 2 {
+		t.Fatalf("delta has %d events, want 2", len(lines))
+	}
+	res := ingest(t, a, key, lines, "delta")
+	if len(res.Applied) != 1 || res.Duplicates != 1 {
+		t.Fatalf("applied %v duplicates %d", res.Applied, res.Duplicates)
+	}
+}
