@@ -256,11 +256,14 @@ func (b *Backpack) ingestLocked(ctx context.Context, lines [][]byte, source stri
 			res.Applied = append(res.Applied, c.e.ID)
 		}
 	}
-	// Merge even when nothing is new if the log is not in the merge order
-	// (a log written by other tools): every replica ends in one order.
-	if err := b.mergeLocked(ctx, x, order, res); err != nil {
-		b.index = nil // rebuilt from the file on next use
-		return nil, err
+	// The log is rewritten only when something new must go before
+	// existing lines (a log that other tools left out of the merge order
+	// is put in order then, with the new events).
+	if len(order) > 0 {
+		if err := b.mergeLocked(ctx, x, order, res); err != nil {
+			b.index = nil // rebuilt from the file on next use
+			return nil, err
+		}
 	}
 	if err := b.recordForksLocked(res, order); err != nil {
 		return res, fmt.Errorf("events merged, but the fork was not recorded: %w", err)
