@@ -9,11 +9,12 @@ import (
 )
 
 // Delta returns, in log order, the events a replica holding since lacks:
-// for each actor, the events after the one since names as its head, all
-// of the actor's events when since does not know the actor, and when since
-// names a head this log does not hold at that count, the whole chain if the
-// receiver holds fewer of the actor's events than this log, else only the
-// newest (see below). A nil since means
+// for each actor, the events after the one since names as its head, and
+// all of the actor's events when since does not know the actor or names a
+// head this log does not hold at that count. The last case is the
+// receiver being ahead on the actor (normally its own), or a fork: a
+// frontier cannot tell them apart, so the whole chain is sent (duplicates
+// cost bytes, a missing event would cost convergence). A nil since means
 // everything. It never depends on file positions, so events merged in
 // from peers are included (the reference's --since misses them).
 func (b *Backpack) Delta(ctx context.Context, since bplog.Frontier) ([][]byte, error) {
@@ -49,17 +50,6 @@ func (b *Backpack) Delta(ctx context.Context, since bplog.Frontier) ([][]byte, e
 	})
 	if err != nil {
 		return nil, err
-	}
-	// An actor whose head the receiver names but this log does not hold at
-	// that count: when the receiver holds at least as many of its events
-	// (normally its own actor, on which it is ahead), send only our newest
-	// one, which it already has, or which shows it precisely what is
-	// missing (it waits as pending, or reveals a fork); otherwise send the
-	// actor's whole chain.
-	for a, h := range since {
-		if _, ok := cut[a]; !ok && pos[a] > 0 && h.Count >= int64(pos[a]) {
-			cut[a] = pos[a] - 1
-		}
 	}
 	var out [][]byte
 	n := map[string]int{}

@@ -169,9 +169,9 @@ func TestIngestFork(t *testing.T) {
 	}
 }
 
-// TestDeltaWhenReceiverIsAhead: the receiver's own actor, on which it is
-// ahead, costs one event in the delta, not the whole chain.
-func TestDeltaWhenReceiverIsAhead(t *testing.T) {
+// TestDeltaWhenReceiverIsAheadOrForked: when the receiver names a head the
+// sender does not hold, the sender sends the actor's whole chain.
+func TestDeltaWhenReceiverIsAheadOrForked(t *testing.T) {
 	a, b, key := replicas(t)
 	ca := clock()
 	appendN(t, a, key, "north", 3, ca)
@@ -197,13 +197,14 @@ func TestDeltaWhenReceiverIsAhead(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// south's one event, plus north's newest that b holds (a is ahead on
-	// north): not north's whole chain.
-	if len(lines) != 2 {
-		t.Fatalf("delta has %d events, want 2", len(lines))
+	// south's one event, plus north's whole chain as b holds it: a is
+	// ahead on north, which a frontier cannot tell from a fork, so b sends
+	// what it has of north rather than risk leaving a fork side behind.
+	if len(lines) != 4 {
+		t.Fatalf("delta has %d events, want 4", len(lines))
 	}
 	res := ingest(t, a, key, lines, "delta")
-	if len(res.Applied) != 1 || res.Duplicates != 1 {
-		t.Fatalf("applied %v duplicates %d", res.Applied, res.Duplicates)
+	if len(res.Applied) != 1 || res.Duplicates != 3 || len(res.Pending) != 0 {
+		t.Fatalf("applied %v duplicates %d pending %d", res.Applied, res.Duplicates, len(res.Pending))
 	}
 }
