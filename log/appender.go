@@ -293,6 +293,27 @@ func (a *Appender) Sync() error {
 	return nil
 }
 
+// CutTo truncates the file back to off (which must not be past its end)
+// and fsyncs, returning the bytes cut. The caller keeps them somewhere:
+// it is for undoing a batch an interrupted process wrote only in part.
+func (a *Appender) CutTo(off int64) ([]byte, error) {
+	if off < 0 || off > a.size {
+		return nil, fmt.Errorf("log: cut to %d outside the file (%d bytes)", off, a.size)
+	}
+	cut := make([]byte, a.size-off)
+	if _, err := a.f.ReadAt(cut, off); err != nil && err != io.EOF {
+		return nil, err
+	}
+	if err := a.f.Truncate(off); err != nil {
+		return nil, err
+	}
+	if err := a.f.Sync(); err != nil {
+		return nil, err
+	}
+	a.size, a.prev = off, off
+	return cut, nil
+}
+
 // Rollback cuts off the lines of the last Write.
 func (a *Appender) Rollback() {
 	a.size = a.prev

@@ -147,6 +147,10 @@ func Open(ctx context.Context, dir string, opts Options) (*Backpack, error) {
 		if err := b.openAppender(); err != nil {
 			return nil, err
 		}
+		if err := b.settleJournal(); err != nil {
+			b.Close()
+			return nil, err
+		}
 		b.cleanTemps()
 	}
 	if err := b.loadSigner(); err != nil && !errors.Is(err, ErrNoKey) {
@@ -541,6 +545,20 @@ func (b *Backpack) appendBatchLocked(bodies []canon.Value) ([]*bplog.Event, erro
 // appendLinesLocked appends canonical event lines, applies them and
 // rebuilds the derived files.
 func (b *Backpack) appendLinesLocked(lines [][]byte, evs []*bplog.Event) error {
+	// A batch of several lines is journaled: a process killed in the
+	// middle of the write can leave part of it (the kernel stops a large
+	// write at a fatal signal), and the next writer then cuts the part
+	// off, so that a batch is in the log whole or not at all.
+	journal := len(lines) > 1
+	if journal {
+		n := 0
+		for _, l := range lines {
+			n += len(l) + 1
+		}
+		if err := b.writeJournal(b.app.Size(), int64(n)); err != nil {
+			return err
+		}
+	}
 	if err := b.app.Write(lines...); err != nil {
 		return err
 	}
@@ -576,6 +594,9 @@ func (b *Backpack) appendLinesLocked(lines [][]byte, evs []*bplog.Event) error {
 		// The lines are gone again; the in-memory state is not. Reload
 		// everything from disk so memory and files agree.
 		return b.reloadAfterFailureLocked(fmt.Errorf("events not written: %w", err))
+	}
+	if journal {
+		b.clearJournal()
 	}
 	if derr != nil {
 		return fmt.Errorf("events appended, but derived files not rebuilt (they will be on next open): %w", derr)

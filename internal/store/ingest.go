@@ -158,7 +158,13 @@ func (b *Backpack) ingestLocked(ctx context.Context, lines [][]byte, source stri
 	var cands []*candidate
 	seen := map[string]bool{}
 	consider := func(line []byte, src string, wasPending bool) {
-		c, he := b.checkEvent(line, src)
+		c, he := b.checkEvent(line, src, x)
+		if c == nil && he == nil {
+			if !wasPending {
+				res.Duplicates++
+			}
+			return
+		}
 		if he != nil {
 			switch {
 			case he.Reason == reasonUntrusted:
@@ -360,7 +366,10 @@ const reasonUntrusted = "signed by a key this backpack does not trust"
 
 // checkEvent runs the per-event checks. It returns the candidate, or why
 // the event cannot be applied.
-func (b *Backpack) checkEvent(line []byte, source string) (*candidate, *HeldEvent) {
+// A nil candidate with a nil HeldEvent means the event is already held
+// with identical bytes (checked before the signature, which it passed
+// when it was first held, so re-deliveries cost no verification).
+func (b *Backpack) checkEvent(line []byte, source string, x *logIndex) (*candidate, *HeldEvent) {
 	held := func(reason string, e *bplog.Event) *HeldEvent {
 		h := &HeldEvent{Reason: reason, Source: source, Line: string(line)}
 		if e != nil {
@@ -375,6 +384,10 @@ func (b *Backpack) checkEvent(line []byte, source string) (*candidate, *HeldEven
 	full, signed, idPre, err := e.Encodings()
 	if err != nil {
 		return nil, held(err.Error(), e)
+	}
+	hash := sha256.Sum256(full)
+	if i, ok := x.byID[e.ID]; ok && x.hashes[i] == hash {
+		return nil, nil
 	}
 	if rule, want, _ := e.CheckIDWith(idPre); rule == bplog.IDMismatch {
 		return nil, held(fmt.Sprintf("event_id does not match the content (expected %s)", want), e)
@@ -392,7 +405,7 @@ func (b *Backpack) checkEvent(line []byte, source string) (*candidate, *HeldEven
 	if err := e.VerifySignatureWith(vk, signed); err != nil {
 		return nil, held("signature does not verify", e)
 	}
-	return &candidate{e: e, line: full, hash: sha256.Sum256(full), source: source}, nil
+	return &candidate{e: e, line: full, hash: hash, source: source}, nil
 }
 
 // mergeLocked puts accepted events into the log in the merge order:
