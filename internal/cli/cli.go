@@ -239,6 +239,20 @@ func parseArgs(fs *flags, args []string) ([]string, error) {
 	}
 }
 
+// twoPositionals parses args that must hold exactly two positional
+// arguments, named in what (e.g. "LOCAL and REMOTE").
+func twoPositionals(fs *flags, args []string, what string) (string, string, error) {
+	pos, err := parseArgs(fs, args)
+	if err != nil {
+		return "", "", err
+	}
+	if len(pos) != 2 {
+		fs.usage(false)
+		return "", "", usagef("need %s, got %d arguments", what, len(pos))
+	}
+	return pos[0], pos[1], nil
+}
+
 func onePositional(fs *flags, args []string, what string) (string, error) {
 	pos, err := parseArgs(fs, args)
 	if err != nil {

@@ -17,15 +17,11 @@ forks are kept as evidence. The result is in the documented merge order;
 manifest, Merkle root, manifest.sig and state are rebuilt.`)
 	key := fs.String("key", "", "device key file of LOCAL")
 	asJSON := fs.Bool("json", false, "print the result as JSON")
-	pos, err := parseArgs(fs, args)
+	local, remote, err := twoPositionals(fs, args, "LOCAL and REMOTE")
 	if err != nil {
 		return err
 	}
-	if len(pos) != 2 {
-		fs.usage(false)
-		return usagef("need LOCAL and REMOTE, got %d arguments", len(pos))
-	}
-	f, err := openLog(pos[1])
+	f, err := openLog(remote)
 	if err != nil {
 		return err
 	}
@@ -35,8 +31,8 @@ manifest, Merkle root, manifest.sig and state are rebuilt.`)
 		return err
 	}
 	var res *store.IngestResult
-	err = withWriter(e, pos[0], *key, func(b *store.Backpack) (err error) {
-		res, err = b.Ingest(e.ctx, lines, "merge:"+pos[1])
+	err = withWriter(e, local, *key, func(b *store.Backpack) (err error) {
+		res, err = b.Ingest(e.ctx, lines, "merge:"+remote)
 		return err
 	})
 	if err != nil {

@@ -22,15 +22,11 @@ device's events wait in the other devices' quarantine.`)
 	actor := fs.String("actor", "", "actor label the new device writes as")
 	key := fs.String("key", "", "where to write the new device's key file")
 	asJSON := fs.Bool("json", false, "print the result as JSON")
-	pos, err := parseArgs(fs, args)
+	src, newDir, err := twoPositionals(fs, args, "SRC and NEWDIR")
 	if err != nil {
 		return err
 	}
-	if len(pos) != 2 {
-		fs.usage(false)
-		return usagef("need SRC and NEWDIR")
-	}
-	res, err := store.Join(e.ctx, pos[0], pos[1], store.JoinOptions{Actor: *actor, KeyFile: *key})
+	res, err := store.Join(e.ctx, src, newDir, store.JoinOptions{Actor: *actor, KeyFile: *key})
 	if err != nil {
 		return err
 	}
@@ -54,20 +50,16 @@ printed by `+"`backpack join`"+` first.`)
 	role := fs.String("role", "attestation", "role recorded for the key")
 	devKey := fs.String("key", "", "this device's key file")
 	asJSON := fs.Bool("json", false, "print the result as JSON")
-	pos, err := parseArgs(fs, args)
+	dir, keyFile, err := twoPositionals(fs, args, "DIR and KEYFILE")
 	if err != nil {
 		return err
-	}
-	if len(pos) != 2 {
-		fs.usage(false)
-		return usagef("need DIR and KEYFILE")
 	}
 	var res *store.IngestResult
 	var ev *bplog.Event
 	var pub ed25519.PublicKey
-	err = withWriter(e, pos[0], *devKey, func(b *store.Backpack) error {
+	err = withWriter(e, dir, *devKey, func(b *store.Backpack) error {
 		var err error
-		if pub, err = pickKey(pos[1], *keyID, b.Registry()); err != nil {
+		if pub, err = pickKey(keyFile, *keyID, b.Registry()); err != nil {
 			return err
 		}
 		ev, res, err = b.TrustKey(e.ctx, pub, []string{*role})
