@@ -182,7 +182,10 @@ func (b *Backpack) noteKey(e *bplog.Event) {
 }
 
 // Close writes the state cache when the log has at least minCacheEntries
-// entries and at least minCacheTail of them are not in the cache yet.
+// entries and the tail not in the cache yet is at least minCacheTail
+// events and a twentieth of the log (so that a small import into a large
+// backpack does not rewrite the whole cache; the next open replays the
+// tail instead).
 const (
 	minCacheEntries = 1000
 	minCacheTail    = 256
@@ -200,7 +203,7 @@ func (b *Backpack) Close() error {
 	// Small logs replay in a blink; a cache pays off from a thousand
 	// events on, and rewriting it for a short tail costs more than
 	// replaying the tail at the next open.
-	if b.sinceCache >= minCacheTail && b.state != nil && b.entries >= minCacheEntries {
+	if b.sinceCache >= max(minCacheTail, b.entries/20) && b.state != nil && b.entries >= minCacheEntries {
 		err = b.writeCacheLocked()
 		if err == nil {
 			err = b.writeDerivedLocked()

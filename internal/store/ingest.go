@@ -417,8 +417,27 @@ func (b *Backpack) mergeLocked(ctx context.Context, x *logIndex, order []*candid
 	for i, c := range order {
 		incoming[i] = c.e.Item()
 	}
-	plan, appendOnly := bplog.MergePlan(x.items, incoming)
 	existing := len(x.items)
+	var plan []int
+	appendOnly := false
+	// The cheap test first: new events that all sort after the log's
+	// largest key go at its end, in their own merge order, without
+	// re-sorting the whole log (the log is kept in the merge order).
+	if b.maxKeyKnown {
+		if o, ok := bplog.AppendsAfter(b.maxKey, incoming); ok {
+			plan = make([]int, 0, existing+len(o))
+			for i := range existing {
+				plan = append(plan, i)
+			}
+			for _, j := range o {
+				plan = append(plan, existing+j)
+			}
+			appendOnly = true
+		}
+	}
+	if !appendOnly {
+		plan, appendOnly = bplog.MergePlan(x.items, incoming)
+	}
 	byID := make(map[string]*candidate, len(order))
 	for _, c := range order {
 		byID[c.e.ID] = c
