@@ -251,25 +251,26 @@ func (b *Backpack) ingestLocked(ctx context.Context, lines [][]byte, source stri
 		}
 	}
 
-	if err := b.saveHeldLocked("pending", pending); err != nil {
-		return nil, err
-	}
 	if err := b.appendHeldLocked("quarantine", append(res.Quarantined, res.Rejected...)); err != nil {
 		return nil, err
-	}
-	if len(order) > 0 {
-		for _, c := range order {
-			res.Applied = append(res.Applied, c.e.ID)
-		}
 	}
 	// The log is rewritten only when something new must go before
 	// existing lines (a log that other tools left out of the merge order
 	// is put in order then, with the new events).
 	if len(order) > 0 {
+		for _, c := range order {
+			res.Applied = append(res.Applied, c.e.ID)
+		}
 		if err := b.mergeLocked(ctx, x, order, res); err != nil {
 			b.index = nil // rebuilt from the file on next use
 			return nil, err
 		}
+	}
+	// Only now that the accepted events are in the log do they leave the
+	// pending set: a crash in between leaves them pending, and the next
+	// ingest finds them held and drops them then. Nothing is lost.
+	if err := b.saveHeldLocked("pending", pending); err != nil {
+		return nil, err
 	}
 	if err := b.recordForksLocked(res, order); err != nil {
 		return res, fmt.Errorf("events merged, but the fork was not recorded: %w", err)
