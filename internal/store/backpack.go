@@ -119,6 +119,9 @@ type Backpack struct {
 	// merge order; maxKeyKnown is false when a cache without it was used.
 	maxKey      bplog.OrderItem
 	maxKeyKnown bool
+	// indexScanned: the index was built by reading the whole log (not
+	// taken from the cache), so Close should save it.
+	indexScanned bool
 
 	snap atomic.Pointer[Snapshot]
 }
@@ -203,7 +206,9 @@ func (b *Backpack) Close() error {
 	// Small logs replay in a blink; a cache pays off from a thousand
 	// events on, and rewriting it for a short tail costs more than
 	// replaying the tail at the next open.
-	if b.sinceCache >= max(minCacheTail, b.entries/20) && b.state != nil && b.entries >= minCacheEntries {
+	// Also when this process had to scan the whole log for its index: the
+	// next one will find the index in the cache.
+	if (b.sinceCache >= max(minCacheTail, b.entries/20) || b.indexScanned) && b.state != nil && b.entries >= minCacheEntries {
 		err = b.writeCacheLocked()
 		if err == nil {
 			err = b.writeDerivedLocked()
@@ -359,6 +364,7 @@ func (b *Backpack) load(ctx context.Context) error {
 		}
 	}
 	if b.state == nil {
+		b.index, b.indexScanned = nil, false
 		b.maxKey, b.maxKeyKnown = bplog.OrderItem{}, true
 		b.state = reducer.New()
 		b.logHash.Reset()
@@ -371,7 +377,7 @@ func (b *Backpack) load(ctx context.Context) error {
 	}
 	tail := io.TeeReader(f, b.logHash)
 	n := 0
-	err = scan.Run(ctx, tail, scan.Options{Offset: b.logSize, FirstLine: b.lines + 1}, func(it *scan.Item) error {
+	err = scan.Run(ctx, tail, scan.Options{Offset: b.logSize, FirstLine: b.lines + 1, Hashes: b.index != nil}, func(it *scan.Item) error {
 		b.absorbLocked(it)
 		n++
 		return nil
@@ -406,6 +412,9 @@ func (b *Backpack) absorbLocked(it *scan.Item) {
 		h := b.heads[e.Actor]
 		b.heads[e.Actor] = Head{ID: e.ID, Events: h.Events + 1}
 		b.noteKey(e)
+		if b.index != nil && it.EventErr == nil && it.EncodeErr == nil {
+			b.index.add(e, it.Hash)
+		}
 	}
 }
 

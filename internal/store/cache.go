@@ -2,6 +2,7 @@ package store
 
 import (
 	"bytes"
+	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
@@ -36,6 +37,7 @@ type cacheFile struct {
 	heads                  map[string]Head
 	bad                    []BadLine
 	state                  *reducer.State
+	index                  *logIndex // nil when the cache has none
 }
 
 func (b *Backpack) readCache() (*cacheFile, error) {
@@ -57,9 +59,12 @@ func (b *Backpack) readCache() (*cacheFile, error) {
 	}
 	body := data[nl+1:]
 	n, _ := h.Field("reducer_bytes").Int64()
-	if n != int64(len(body)) {
+	ni, _ := h.Field("index_bytes").Int64()
+	if n < 0 || ni < 0 || n+ni != int64(len(body)) {
 		return nil, errors.New("store: state cache: truncated")
 	}
+	idx := body[n:]
+	body = body[:n]
 	sum := sha256.Sum256(body)
 	if hex.EncodeToString(sum[:]) != h.Field("reducer_sha256").Str() {
 		return nil, errors.New("store: state cache: checksum mismatch")
@@ -70,6 +75,14 @@ func (b *Backpack) readCache() (*cacheFile, error) {
 	}
 	c := parseResume(h)
 	c.state = st
+	if ni > 0 {
+		isum := sha256.Sum256(idx)
+		if hex.EncodeToString(isum[:]) == h.Field("index_sha256").Str() {
+			if x, err := decodeIndex(idx); err == nil {
+				c.index = x
+			}
+		}
+	}
 	return c, nil
 }
 
@@ -105,6 +118,7 @@ func (b *Backpack) applyCache(c *cacheFile) {
 	b.lines = int(c.lines)
 	b.entries = int(c.entries)
 	b.cacheSize = c.offset
+	b.index = c.index
 	b.maxKey, b.maxKeyKnown = bplog.OrderItem{}, c.maxKey != nil
 	if c.maxKey != nil {
 		b.maxKey = *c.maxKey
@@ -118,19 +132,28 @@ func (b *Backpack) writeCacheLocked() error {
 		return err
 	}
 	sum := sha256.Sum256(body)
+	x, err := b.indexLocked(context.Background())
+	if err != nil {
+		return err
+	}
+	idx := x.encode()
+	isum := sha256.Sum256(idx)
 	h := b.resumeInfoLocked().
 		With("version", canon.IntValue(1)).
 		With("reducer_bytes", canon.IntValue(int64(len(body)))).
-		With("reducer_sha256", canon.StringValue(hex.EncodeToString(sum[:])))
+		With("reducer_sha256", canon.StringValue(hex.EncodeToString(sum[:]))).
+		With("index_bytes", canon.IntValue(int64(len(idx)))).
+		With("index_sha256", canon.StringValue(hex.EncodeToString(isum[:])))
 	hdr, err := canon.Encode(h)
 	if err != nil {
 		return err
 	}
-	data := make([]byte, 0, len(cacheMagic)+len(hdr)+1+len(body))
+	data := make([]byte, 0, len(cacheMagic)+len(hdr)+1+len(body)+len(idx))
 	data = append(data, cacheMagic...)
 	data = append(data, hdr...)
 	data = append(data, '\n')
 	data = append(data, body...)
+	data = append(data, idx...)
 	if err := os.MkdirAll(b.path("state"), 0o755); err != nil {
 		return err
 	}
@@ -140,6 +163,7 @@ func (b *Backpack) writeCacheLocked() error {
 	b.files.remember(b.path(CachePath), CachePath, data)
 	b.cacheSize = b.logSize
 	b.sinceCache = 0
+	b.indexScanned = false
 	return nil
 }
 

@@ -9,7 +9,9 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"runtime"
 	"sort"
+	"sync"
 
 	"github.com/backpack-field/backpack/internal/canon"
 	"github.com/backpack-field/backpack/internal/pytime"
@@ -78,24 +80,39 @@ func (n Need) String(actor string) string {
 	return fmt.Sprintf("actor %s: need events after %s (%d events waiting)", actor, after, n.Pending)
 }
 
-// logIndex describes every event in the log, for dedup, forks and the
-// merge order. Built on first use by scanning the log.
+// logIndex describes every event of the log, for dedup, forks and the
+// merge order, in file order. Built on first use by scanning the log, or
+// read from the state cache and completed by the tail.
 type logIndex struct {
 	byID     map[string]int // event id -> position in items
 	items    []bplog.OrderItem
+	actors   []string
 	hashes   [][32]byte
 	children map[string]string // actor + "\x00" + prev -> first child id
 }
 
+func newLogIndex() *logIndex {
+	return &logIndex{byID: map[string]int{}, children: map[string]string{}}
+}
+
 func childKey(actor, prev string) string { return actor + "\x00" + prev }
 
+// add records an event; an id already held is ignored.
 func (x *logIndex) add(e *bplog.Event, hash [32]byte) {
-	x.byID[e.ID] = len(x.items)
-	x.items = append(x.items, e.Item())
+	x.addItem(e.Item(), e.Actor, hash)
+}
+
+func (x *logIndex) addItem(it bplog.OrderItem, actor string, hash [32]byte) {
+	if _, dup := x.byID[it.ID]; dup {
+		return
+	}
+	x.byID[it.ID] = len(x.items)
+	x.items = append(x.items, it)
+	x.actors = append(x.actors, actor)
 	x.hashes = append(x.hashes, hash)
-	k := childKey(e.Actor, e.Prev)
+	k := childKey(actor, it.Prev)
 	if _, ok := x.children[k]; !ok {
-		x.children[k] = e.ID
+		x.children[k] = it.ID
 	}
 }
 
@@ -104,7 +121,7 @@ func (b *Backpack) indexLocked(ctx context.Context) (*logIndex, error) {
 	if b.index != nil {
 		return b.index, nil
 	}
-	x := &logIndex{byID: map[string]int{}, children: map[string]string{}}
+	x := newLogIndex()
 	f, err := os.Open(b.path(EventsPath))
 	if err != nil {
 		return nil, err
@@ -112,9 +129,7 @@ func (b *Backpack) indexLocked(ctx context.Context) (*logIndex, error) {
 	defer f.Close()
 	err = scan.Run(ctx, f, scan.Options{Hashes: true}, func(it *scan.Item) error {
 		if it.Event != nil && it.EventErr == nil && it.EncodeErr == nil {
-			if _, dup := x.byID[it.Event.ID]; !dup {
-				x.add(it.Event, it.Hash)
-			}
+			x.add(it.Event, it.Hash)
 		}
 		return nil
 	})
@@ -122,6 +137,7 @@ func (b *Backpack) indexLocked(ctx context.Context) (*logIndex, error) {
 		return nil, err
 	}
 	b.index = x
+	b.indexScanned = true
 	return x, nil
 }
 
@@ -154,11 +170,42 @@ func (b *Backpack) ingestLocked(ctx context.Context, lines [][]byte, source stri
 		return nil, err
 	}
 
-	// Check each event on its own.
+	// Check each event on its own, on every core (the checks only read the
+	// index and the registry).
+	type checked struct {
+		c  *candidate
+		he *HeldEvent
+	}
+	all := make([][]byte, 0, len(held)+len(lines))
+	srcs := make([]string, 0, len(held)+len(lines))
+	for _, h := range held {
+		all, srcs = append(all, []byte(h.Line)), append(srcs, h.Source)
+	}
+	for _, l := range lines {
+		all, srcs = append(all, l), append(srcs, source)
+	}
+	results := make([]checked, len(all))
+	var wg sync.WaitGroup
+	workers := runtime.GOMAXPROCS(0)
+	for w := range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := w; i < len(all); i += workers {
+				c, he := b.checkEvent(all[i], srcs[i], x)
+				results[i] = checked{c, he}
+			}
+		}()
+	}
+	wg.Wait()
+
 	var cands []*candidate
 	seen := map[string]bool{}
+	next := 0
 	consider := func(line []byte, src string, wasPending bool) {
-		c, he := b.checkEvent(line, src, x)
+		r := results[next]
+		next++
+		c, he := r.c, r.he
 		if c == nil && he == nil {
 			if !wasPending {
 				res.Duplicates++
