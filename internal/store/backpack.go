@@ -58,7 +58,9 @@ type Options struct {
 	// Logger receives repairs and cache decisions (default discards).
 	Logger *slog.Logger
 	// CacheEvery refreshes the state cache once this many events were
-	// appended since it was written (default 2000).
+	// appended since it was written (default 2000), or a tenth of the
+	// log, whichever is more: rewriting the cache costs time in the size
+	// of the backpack, replaying a tail costs time in the tail.
 	CacheEvery int
 }
 
@@ -596,7 +598,7 @@ func (b *Backpack) appendLinesLocked(lines [][]byte, evs []*bplog.Event) error {
 		b.keysChanged = true
 	}
 	var derr error
-	if b.sinceCache >= b.opts.CacheEvery {
+	if b.sinceCache >= max(b.opts.CacheEvery, b.entries/10) {
 		if err := b.writeCacheLocked(); err != nil {
 			b.log.Warn("state cache not written", "err", err)
 		}
