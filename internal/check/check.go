@@ -88,10 +88,13 @@ type SigCounts struct {
 const maxFindingsPerArea = 200
 
 type checker struct {
-	r       *Report
-	strict  bool
-	reg     *bplog.Registry
-	perArea map[string]int
+	r *Report
+	// conflicts maps actor + "\x00" + fork point to the id of a signed
+	// com.provara.sync.conflict event that records that fork.
+	conflicts map[string]string
+	strict    bool
+	reg       *bplog.Registry
+	perArea   map[string]int
 }
 
 func (c *checker) add(f Finding) {
@@ -121,7 +124,7 @@ type Options struct {
 // Run verifies the backpack in dir.
 func Run(ctx context.Context, dir string, opts Options) (*Report, error) {
 	r := &Report{Dir: dir, IDRules: map[string]int{}}
-	c := &checker{r: r, perArea: map[string]int{}, strict: opts.Strict}
+	c := &checker{r: r, perArea: map[string]int{}, strict: opts.Strict, conflicts: map[string]string{}}
 	if _, err := store.ReadGenesis(dir); err != nil {
 		return nil, err
 	}
@@ -216,6 +219,13 @@ func (c *checker) log(ctx context.Context, dir string, reg *bplog.Registry) erro
 		if len(fk.Events) > 0 {
 			line = fk.Events[len(fk.Events)-1].Line
 		}
+		// A fork a device has recorded with a signed conflict event is
+		// known evidence, kept on purpose: a warning. An unrecorded fork
+		// fails.
+		if rec, ok := c.conflicts[fk.Actor+"\x00"+fk.Prev]; ok {
+			c.add(Finding{Severity: Warn, Area: "fork", Line: line, Actor: fk.Actor, Message: fk.String() + fmt.Sprintf("; recorded by conflict event %s (both sides kept as evidence)", rec)})
+			continue
+		}
 		c.add(Finding{Severity: Fail, Area: "fork", Line: line, Actor: fk.Actor, Message: fk.String()})
 	}
 	for _, d := range rep.Duplicates {
@@ -232,6 +242,10 @@ func (c *checker) log(ctx context.Context, dir string, reg *bplog.Registry) erro
 }
 
 func (c *checker) event(it *scan.Item, chains *bplog.Chains, revoked *[]pendingRevoked) {
+	if e := it.Event; e != nil && e.Type == store.ConflictType && it.SigErr == nil {
+		p := e.Value.Field("payload")
+		c.conflicts[p.Field("actor_id").Str()+"\x00"+p.Field("fork_point_id").Str()] = e.ID
+	}
 	e := it.Event
 	if it.EventErr != nil {
 		c.add(Finding{Severity: Fail, Area: "log", Line: it.Number, EventID: e.ID, Actor: e.Actor, Message: "not a usable event: " + it.EventErr.Error()})

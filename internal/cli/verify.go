@@ -14,7 +14,10 @@ merkle_root.txt, manifest.sig, the state cache and checkpoints against a
 full replay. Problems are listed with line numbers, actors and event ids.
 Exit status 1 when anything fails; warnings alone exit 0.
 
-A manifest.sig that is missing, or valid but over an older Merkle root, is
+A fork (an actor's history split) fails verification unless a device has
+recorded it with a signed com.provara.sync.conflict event (backpack does
+when it imports one): then both sides are known evidence, and it is a
+warning. A manifest.sig that is missing, or valid but over an older Merkle root, is
 a warning (the reference re-signs it only at bootstrap, so backpacks that
 reference tools wrote to carry one); --strict makes it a failure.`)
 	asJSON := fs.Bool("json", false, "print the full report as JSON")

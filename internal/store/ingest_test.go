@@ -157,6 +157,11 @@ func TestIngestFork(t *testing.T) {
 	if n := countConflicts(); n != 1 {
 		t.Fatalf("%d conflict events after a second delivery, want 1", n)
 	}
+	// verify passes: the fork is recorded evidence, reported as a warning.
+	rep := mustVerify(t, a)
+	if len(rep.Forks) != 1 || rep.Warnings < 1 {
+		t.Fatalf("verify after a recorded fork: forks %d warnings %d", len(rep.Forks), rep.Warnings)
+	}
 	// Where each side came from is kept with the fork.
 	bp, err := store.Open(context.Background(), a, store.Options{ReadOnly: true})
 	if err != nil {
