@@ -37,18 +37,17 @@ func (c *checker) manifest(dir string) string {
 	}
 	rep := merkle.Verify(dir, m, stored)
 	lagging := logAppendedAfter(dir, m, rep)
-	temps := 0
+	onlyTemps := onlyTempPhantoms(rep)
 	for _, p := range rep.Problems {
 		if lagging != "" && (p.Path == store.EventsPath || p.Kind == merkle.DiskRootMismatch) {
 			continue
 		}
 		if p.Kind == merkle.PhantomFile && isTempName(p.Path) {
-			temps++
 			c.add(Finding{Severity: Warn, Area: "manifest", Path: p.Path, Message: "temp file left by an interrupted backpack write; the next backpack write removes it"})
 			continue
 		}
-		if p.Kind == merkle.DiskRootMismatch && temps > 0 && temps == countPhantoms(rep) && onlyPhantomsAnd(rep) {
-			continue
+		if p.Kind == merkle.DiskRootMismatch && onlyTemps {
+			continue // caused by the temp files alone
 		}
 		c.add(Finding{Severity: Fail, Area: "manifest", Path: p.Path, Message: p.String()})
 	}
@@ -290,23 +289,17 @@ func isTempName(p string) bool {
 	return strings.HasPrefix(base, ".") && strings.Contains(base, ".tmp-")
 }
 
-func countPhantoms(rep *merkle.Report) int {
-	n := 0
+// onlyTempPhantoms reports whether the report's problems are backpack's
+// own temp files (at least one) and the disk root mismatch they cause.
+func onlyTempPhantoms(rep *merkle.Report) bool {
+	temps := 0
 	for _, p := range rep.Problems {
-		if p.Kind == merkle.PhantomFile {
-			n++
-		}
-	}
-	return n
-}
-
-// onlyPhantomsAnd reports whether the report's problems are phantom files
-// and the disk root mismatch they cause, nothing else.
-func onlyPhantomsAnd(rep *merkle.Report) bool {
-	for _, p := range rep.Problems {
-		if p.Kind != merkle.PhantomFile && p.Kind != merkle.DiskRootMismatch {
+		switch {
+		case p.Kind == merkle.PhantomFile && isTempName(p.Path):
+			temps++
+		case p.Kind != merkle.DiskRootMismatch:
 			return false
 		}
 	}
-	return true
+	return temps > 0
 }

@@ -221,15 +221,11 @@ func (b *Backpack) ingestLocked(ctx context.Context, lines [][]byte, source stri
 			}
 			return
 		}
-		if i, ok := x.byID[c.e.ID]; ok {
-			if x.hashes[i] == c.hash {
-				if !wasPending {
-					res.Duplicates++
-				}
-				return
-			}
+		if _, ok := x.byID[c.e.ID]; ok {
+			// Held with other bytes (identical bytes were a duplicate in
+			// checkEvent): the same event_id with two contents.
 			res.Forks = append(res.Forks, bplog.Fork{Kind: bplog.ForkSameID, Actor: c.e.Actor, Prev: c.e.ID})
-			b.keepForkEvidenceLocked(c, x)
+			b.keepForkEvidenceLocked(c)
 			return
 		}
 		if seen[c.e.ID] {
@@ -585,7 +581,7 @@ func (b *Backpack) rewriteLocked(ctx context.Context, ids []string, added map[st
 }
 
 // keepForkEvidenceLocked records both contents of one event_id.
-func (b *Backpack) keepForkEvidenceLocked(c *candidate, x *logIndex) {
+func (b *Backpack) keepForkEvidenceLocked(c *candidate) {
 	b.appendHeldLocked("forks", []HeldEvent{{EventID: c.e.ID, Actor: c.e.Actor, KeyID: c.e.KeyID, Source: c.source, Line: string(c.line),
 		Reason: "same event_id as a held event with different content (fork evidence)"}})
 }
