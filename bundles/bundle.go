@@ -21,18 +21,20 @@ const Format = "backpack.bundle.v1"
 
 // Header member names, in canonical (sorted) order.
 const (
-	fieldUID      = "backpack_uid"
-	fieldBasis    = "basis_frontier"
-	fieldContent  = "content_sha256"
-	fieldCreated  = "created_at_utc"
-	fieldCount    = "event_count"
-	fieldFormat   = "format"
-	fieldSenderFr = "sender_frontier"
-	fieldSenderID = "sender_key_id"
-	fieldSig      = "sig"
+	fieldUID       = "backpack_uid"
+	fieldBasis     = "basis_frontier"
+	fieldContent   = "content_sha256"
+	fieldCreated   = "created_at_utc"
+	fieldCount     = "event_count"
+	fieldFiles     = "files" // optional
+	fieldFormat    = "format"
+	fieldSenderFr  = "sender_frontier"
+	fieldSenderID  = "sender_key_id"
+	fieldSenderPub = "sender_public_key_b64" // optional
+	fieldSig       = "sig"
 )
 
-var headerFields = []string{fieldUID, fieldBasis, fieldContent, fieldCreated, fieldCount, fieldFormat, fieldSenderFr, fieldSenderID, fieldSig}
+var headerFields = []string{fieldUID, fieldBasis, fieldContent, fieldCreated, fieldCount, fieldFiles, fieldFormat, fieldSenderFr, fieldSenderID, fieldSenderPub, fieldSig}
 
 // headerLimits parses the header line (its size is checked before).
 const headerDepth = 16
@@ -44,6 +46,17 @@ type Header struct {
 	// SenderKeyID is the key id of the exporting device; it signed the
 	// header.
 	SenderKeyID string
+	// SenderPublicKey is the exporting device's Ed25519 public key
+	// (sender_public_key_b64), which derives SenderKeyID (Decode checks
+	// it). It lets a receiver that does not trust the sender yet learn the
+	// key, so that a person can trust it by its id later; it never makes
+	// the sender trusted. Encode sets it from the signing key; nil for a
+	// bundle written before the member existed.
+	SenderPublicKey ed25519.PublicKey
+	// Files are the static files a full export carries (files, sorted by
+	// path): what a new device needs to rebuild the backpack from the
+	// bundle. Only allowed with an empty Basis; nil when absent.
+	Files []File
 	// Sender is what the sender held when it exported (sender_frontier).
 	Sender bplog.Frontier
 	// Basis is the frontier the delta was computed against: the bundle
@@ -61,6 +74,10 @@ type Header struct {
 	// without sig (set by Encode).
 	Sig string
 }
+
+// Full reports whether the bundle is a full export: its basis frontier
+// is empty, so it holds every event the sender held.
+func (h *Header) Full() bool { return len(h.Basis) == 0 }
 
 // value returns the header as a canonical object, without sig when
 // withSig is false.
@@ -82,6 +99,12 @@ func (h *Header) value(withSig bool) canon.Value {
 		Set(fieldCount, canon.IntValue(h.EventCount)).
 		Set(fieldContent, canon.StringValue(hex.EncodeToString(h.ContentSHA256[:]))).
 		Set(fieldCreated, canon.StringValue(h.CreatedAt))
+	if h.SenderPublicKey != nil {
+		b.Set(fieldSenderPub, canon.StringValue(base64.StdEncoding.EncodeToString(h.SenderPublicKey)))
+	}
+	if h.Files != nil {
+		b.Set(fieldFiles, filesValue(h.Files))
+	}
 	if withSig {
 		b.Set(fieldSig, canon.StringValue(h.Sig))
 	}
@@ -123,9 +146,9 @@ func (b *Bundle) VerifySignature(reg *bplog.Registry) error {
 		}
 		return fmt.Errorf("%w: %s", ErrUnknownSender, b.Header.SenderKeyID)
 	}
-	sig, err := base64.StdEncoding.DecodeString(b.Header.Sig)
-	if err != nil || len(sig) != ed25519.SignatureSize {
-		return fmt.Errorf("%w: sig is not base64 of %d bytes", ErrBadSignature, ed25519.SignatureSize)
+	sig, err := b.sig()
+	if err != nil {
+		return err
 	}
 	if !k.Verify(b.signed, sig) {
 		return ErrBadSignature
@@ -133,16 +156,50 @@ func (b *Bundle) VerifySignature(reg *bplog.Registry) error {
 	return nil
 }
 
+// VerifyCarried checks the header's signature with the public key the
+// header carries (sender_public_key_b64). It returns ErrUnknownSender when
+// the bundle carries no key and ErrBadSignature when the signature does
+// not verify. Success proves only that the holder of that key wrote this
+// header (files and events included, through content_sha256): it is what
+// a receiver checks before it records the key as seen, never a reason to
+// trust the key or the events.
+func (b *Bundle) VerifyCarried() error {
+	if b.Header.SenderPublicKey == nil {
+		return fmt.Errorf("%w: %s (the bundle carries no public key)", ErrUnknownSender, b.Header.SenderKeyID)
+	}
+	sig, err := b.sig()
+	if err != nil {
+		return err
+	}
+	if !ed25519.Verify(b.Header.SenderPublicKey, b.signed, sig) {
+		return ErrBadSignature
+	}
+	return nil
+}
+
+func (b *Bundle) sig() ([]byte, error) {
+	sig, err := base64.StdEncoding.DecodeString(b.Header.Sig)
+	if err != nil || len(sig) != ed25519.SignatureSize {
+		return nil, fmt.Errorf("%w: sig is not base64 of %d bytes", ErrBadSignature, ed25519.SignatureSize)
+	}
+	return sig, nil
+}
+
 // EncodeOptions tune Encode. The zero value is the default.
 type EncodeOptions struct {
 	// Level is the zstd level (default zstd.SpeedDefault).
 	Level zstd.EncoderLevel
+	// Limits are those of the readers the bundle is for (zero fields:
+	// the defaults). Encode refuses carried files and a header line that
+	// such a reader would refuse.
+	Limits Limits
 }
 
 // Encode writes a bundle of events to w and returns the header as written.
-// From h it takes UID, Sender, Basis and CreatedAt; SenderKeyID may be
-// empty (it is derived from key) but must match key if set. Encode sets
-// EventCount, ContentSHA256 and Sig. Every event must be a canonical JSON
+// From h it takes UID, Sender, Basis, CreatedAt and Files (only with an
+// empty Basis); SenderKeyID and SenderPublicKey may be empty (they are
+// derived from key) but must match key if set. Encode sets EventCount,
+// ContentSHA256 and Sig. Every event must be a canonical JSON
 // object line without newline (as log.Signer.Seal returns it); it is
 // written byte for byte.
 func Encode(w io.Writer, h Header, events [][]byte, key ed25519.PrivateKey, opts EncodeOptions) (Header, error) {
@@ -155,6 +212,21 @@ func Encode(w io.Writer, h Header, events [][]byte, key ed25519.PrivateKey, opts
 		h.SenderKeyID = id
 	case h.SenderKeyID != id:
 		return Header{}, fmt.Errorf("bundles: encode: sender_key_id %s is not the signing key (%s)", h.SenderKeyID, id)
+	}
+	pub := key.Public().(ed25519.PublicKey)
+	if h.SenderPublicKey != nil && !pub.Equal(h.SenderPublicKey) {
+		return Header{}, fmt.Errorf("bundles: encode: sender_public_key_b64 is not the signing key (%s)", id)
+	}
+	h.SenderPublicKey = pub
+	lim := opts.Limits.withDefaults()
+	if h.Files != nil {
+		if !h.Full() {
+			return Header{}, errors.New("bundles: encode: files are carried only by a full export (empty basis_frontier)")
+		}
+		if ferr := checkFiles(h.Files, lim); ferr != nil {
+			return Header{}, fmt.Errorf("bundles: encode: %s: %w", ferr.Msg, ferr.Err)
+		}
+		h.Files = sortedFiles(h.Files)
 	}
 	if h.UID == "" {
 		return Header{}, errors.New("bundles: encode: backpack_uid is empty")
@@ -185,6 +257,9 @@ func Encode(w io.Writer, h Header, events [][]byte, key ed25519.PrivateKey, opts
 	head, err := canon.Encode(h.value(true))
 	if err != nil {
 		return Header{}, fmt.Errorf("bundles: encode: header: %w", err)
+	}
+	if len(head) > lim.MaxHeader {
+		return Header{}, fmt.Errorf("bundles: encode: the header is %d bytes, more than the limit of %d (too many or too large files?): %w", len(head), lim.MaxHeader, ErrTooLarge)
 	}
 
 	level := opts.Level

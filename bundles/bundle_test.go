@@ -111,7 +111,7 @@ func TestContentLayout(t *testing.T) {
 	for _, m := range v.Members() {
 		keys = append(keys, m.Key)
 	}
-	if got := strings.Join(keys, ","); got != "backpack_uid,basis_frontier,content_sha256,created_at_utc,event_count,format,sender_frontier,sender_key_id,sig" {
+	if got := strings.Join(keys, ","); got != "backpack_uid,basis_frontier,content_sha256,created_at_utc,event_count,format,sender_frontier,sender_key_id,sender_public_key_b64,sig" {
 		t.Errorf("header members: %s", got)
 	}
 	if v.Field("format").Str() != bundles.Format || v.Field("content_sha256").Str() != hex.EncodeToString(h.ContentSHA256[:]) {

@@ -3,7 +3,9 @@ package bundles
 import (
 	"bufio"
 	"bytes"
+	"crypto/ed25519"
 	"crypto/sha256"
+	"encoding/base64"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -119,7 +121,7 @@ func (d *decoder) decode() (*Bundle, error) {
 	if head == nil {
 		return nil, formatErr(ErrCorrupt, 0, 1, nil, "no header line: the content is empty or has no newline")
 	}
-	b, ferr := parseHeader(head)
+	b, ferr := parseHeader(head, d.lim)
 	if ferr != nil {
 		return nil, ferr
 	}
@@ -267,8 +269,8 @@ func (c *countReader) Read(p []byte) (int, error) {
 	return n, err
 }
 
-// parseHeader parses and checks the header line.
-func parseHeader(line []byte) (*Bundle, *FormatError) {
+// parseHeader parses and checks the header line; lim has its defaults.
+func parseHeader(line []byte, lim Limits) (*Bundle, *FormatError) {
 	bad := func(sentinel error, cause error, format string, args ...any) (*Bundle, *FormatError) {
 		return nil, formatErr(sentinel, 0, 1, cause, format, args...)
 	}
@@ -342,6 +344,24 @@ func parseHeader(line []byte) (*Bundle, *FormatError) {
 			return bad(ErrBadHeader, err, "%s: %v", fr.key, err)
 		}
 		*fr.dst = f
+	}
+	if pv, ok := v.Get(fieldSenderPub); ok {
+		pub, err := base64.StdEncoding.Strict().DecodeString(pv.Str())
+		if pv.Kind() != canon.String || err != nil || len(pub) != ed25519.PublicKeySize {
+			return bad(ErrBadHeader, nil, "%s must be the standard base64 of a %d-byte Ed25519 public key", fieldSenderPub, ed25519.PublicKeySize)
+		}
+		if id := bplog.KeyID(pub); id != h.SenderKeyID {
+			return bad(ErrBadHeader, nil, "%s is the key %s, not sender_key_id %s", fieldSenderPub, id, h.SenderKeyID)
+		}
+		h.SenderPublicKey = pub
+	}
+	if fv, ok := v.Get(fieldFiles); ok {
+		if !h.Full() {
+			return bad(ErrBadHeader, nil, "files is carried only by a full export (empty basis_frontier)")
+		}
+		if h.Files, ferr = parseFiles(fv, lim); ferr != nil {
+			return nil, ferr
+		}
 	}
 	canonical, err := canon.Encode(v)
 	if err != nil {

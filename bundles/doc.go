@@ -17,7 +17,12 @@
 // receiver's last known frontier, empty for a full export). A frontier says
 // per actor the head event and the number of events held, so a delta is
 // "what a holder of basis lacks", never "what comes after position N of a
-// file" (which misses events that arrived by merge).
+// file" (which misses events that arrived by merge). It also carries the
+// sender's public key (sender_public_key_b64) and, in a full export, the
+// backpack's static files (files: genesis, keys.json, policies), so that
+// a receiver that does not know the sender can record its key as seen and
+// a person can make a new device from the bundle alone. Neither is ever
+// trusted because a bundle carries it.
 //
 // # Integrity and trust
 //

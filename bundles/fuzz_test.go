@@ -31,6 +31,9 @@ func FuzzDecode(f *testing.F) {
 	// the content itself.
 	f.Add(storedFrame(rawContent(f, rawOptions{}, events[:2])))
 	f.Add(storedFrame(rawContent(f, rawOptions{}, [][]byte{[]byte(`{"a":1}`), []byte(`{"b":[]}`)})))
+	f.Add(encodeWith(f, header(bplog.Frontier{}), events[:2], withFiles(testFiles())))
+	f.Add(storedFrame(rawContent(f, rawOptions{set: map[string]canon.Value{
+		"files": filesObject(testFiles()), "sender_public_key_b64": pubB64(f, 0)}}, events[:1])))
 	f.Add([]byte("\x28\xb5\x2f\xfd"))
 	f.Add([]byte(refHeader + "\n"))
 	f.Fuzz(func(t *testing.T, data []byte) {
@@ -44,7 +47,7 @@ func FuzzDecode(f *testing.F) {
 		}
 		// Accepted: re-encoding gives a bundle with the same content.
 		h := b.Header
-		h.SenderKeyID = ""
+		h.SenderKeyID, h.SenderPublicKey = "", nil
 		var buf bytes.Buffer
 		got, err := bundles.Encode(&buf, h, b.Events, testKey(t, 0).Key, bundles.EncodeOptions{})
 		if err != nil {
@@ -66,8 +69,17 @@ func FuzzDecode(f *testing.F) {
 			}
 		}
 		if b2.Header.UID != b.Header.UID || b2.Header.CreatedAt != b.Header.CreatedAt ||
-			!sameFrontier(b2.Header.Sender, b.Header.Sender) || !sameFrontier(b2.Header.Basis, b.Header.Basis) {
+			!sameFrontier(b2.Header.Sender, b.Header.Sender) || !sameFrontier(b2.Header.Basis, b.Header.Basis) ||
+			!sameFiles(b2.Header.Files, b.Header.Files) {
 			t.Fatalf("header changed: %+v -> %+v", b.Header, b2.Header)
+		}
+		if b.Header.SenderPublicKey != nil {
+			if err := b.VerifyCarried(); err != nil && !errors.Is(err, bundles.ErrBadSignature) {
+				t.Fatalf("VerifyCarried: %v", err)
+			}
+		}
+		if err := b2.VerifyCarried(); err != nil {
+			t.Fatalf("re-encoded VerifyCarried: %v", err)
 		}
 		if err := b2.VerifySignature(registry(t, 0)); err != nil {
 			t.Fatalf("re-encoded signature: %v", err)

@@ -26,6 +26,7 @@ type rawOptions struct {
 	sender       string                 // sender_key_id ("" = the signer's id)
 	set          map[string]canon.Value // header members to set (or add)
 	setAfterSign bool                   // set them after signing
+	tamper       map[string]canon.Value // header members set after signing, besides set
 	drop         []string               // header members to remove
 	content      []byte                 // event section (nil = the events joined)
 	hashOver     []byte                 // what content_sha256 hashes (nil = content)
@@ -76,6 +77,9 @@ func rawContent(t testing.TB, o rawOptions, events [][]byte) []byte {
 		v = v.With("sig", canon.StringValue(base64.StdEncoding.EncodeToString(sig)))
 		if o.setAfterSign {
 			apply()
+		}
+		for k, x := range o.tamper {
+			v = v.With(k, x)
 		}
 		head = canon.MustEncode(v)
 	}

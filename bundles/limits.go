@@ -19,6 +19,12 @@ type Limits struct {
 	MaxLine int
 	// MaxEvents bounds the number of events (default 10 million).
 	MaxEvents int64
+	// MaxFiles bounds the number of static files a full export carries in
+	// its header's files member (default 64).
+	MaxFiles int
+	// MaxFileSize bounds each carried file's bytes (default 256 KiB). The
+	// header line limit bounds them all together.
+	MaxFileSize int
 }
 
 // Default limits.
@@ -28,6 +34,8 @@ const (
 	DefaultMaxHeader       = 1 << 20
 	DefaultMaxLine         = bplog.MaxLineSize
 	DefaultMaxEvents       = 10_000_000
+	DefaultMaxFiles        = 64
+	DefaultMaxFileSize     = 256 << 10
 )
 
 // MaxWindow is the largest zstd window (and decoder memory for one frame)
@@ -49,6 +57,12 @@ func (l Limits) withDefaults() Limits {
 	}
 	if l.MaxEvents <= 0 {
 		l.MaxEvents = DefaultMaxEvents
+	}
+	if l.MaxFiles <= 0 {
+		l.MaxFiles = DefaultMaxFiles
+	}
+	if l.MaxFileSize <= 0 {
+		l.MaxFileSize = DefaultMaxFileSize
 	}
 	return l
 }
