@@ -2,8 +2,13 @@ package store
 
 import (
 	"context"
+	"fmt"
+	"io/fs"
 	"os"
+	"path/filepath"
+	"strings"
 
+	"github.com/backpack-field/backpack/bundles"
 	"github.com/backpack-field/backpack/internal/scan"
 	bplog "github.com/backpack-field/backpack/log"
 )
@@ -58,6 +63,74 @@ func (b *Backpack) Delta(ctx context.Context, since bplog.Frontier) ([][]byte, e
 		if n[e.actor] > cut[e.actor] {
 			out = append(out, e.line)
 		}
+	}
+	return out, nil
+}
+
+// StaticFiles returns the files a full export carries so that a new device
+// can be made from it (bundles.File): identity/genesis.json,
+// identity/keys.json and the regular files under policies/, byte for byte.
+// Private keys never go (bundles.CheckFilePath refuses their names); temp
+// and hidden files are left out, and so, with a warning, are policy files
+// whose names a bundle cannot carry. More files, or larger ones, than lim
+// allows (zero fields: the defaults) are an error.
+func (b *Backpack) StaticFiles(lim bundles.Limits) ([]bundles.File, error) {
+	if lim.MaxFiles <= 0 {
+		lim.MaxFiles = bundles.DefaultMaxFiles
+	}
+	if lim.MaxFileSize <= 0 {
+		lim.MaxFileSize = bundles.DefaultMaxFileSize
+	}
+	paths := []string{GenesisPath, KeysPath}
+	root := b.path("policies")
+	err := filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		rel, err := filepath.Rel(b.dir, p)
+		if err != nil {
+			return err
+		}
+		rel = filepath.ToSlash(rel)
+		switch {
+		case d.IsDir() || strings.HasPrefix(d.Name(), ".") || strings.Contains(d.Name(), ".tmp-"):
+			return nil
+		case !d.Type().IsRegular():
+			return nil
+		}
+		if err := bundles.CheckFilePath(rel); err != nil {
+			if !strings.Contains(strings.ToLower(rel), "private") {
+				b.log.Warn("policy file left out of the bundle", "file", rel, "reason", err)
+			}
+			return nil
+		}
+		paths = append(paths, rel)
+		return nil
+	})
+	if err != nil && !os.IsNotExist(err) {
+		return nil, err
+	}
+	if len(paths) > lim.MaxFiles {
+		return nil, fmt.Errorf("store: the backpack has %d static files (genesis, keys and policies); a bundle carries at most %d", len(paths), lim.MaxFiles)
+	}
+	out := make([]bundles.File, 0, len(paths))
+	for _, rel := range paths {
+		p := b.path(rel)
+		st, err := os.Stat(p)
+		if err != nil {
+			return nil, err
+		}
+		if st.Size() > int64(lim.MaxFileSize) {
+			return nil, fmt.Errorf("store: %s is %d bytes; a bundle carries files of at most %d bytes", rel, st.Size(), lim.MaxFileSize)
+		}
+		data, err := os.ReadFile(p)
+		if err != nil {
+			return nil, err
+		}
+		if len(data) > lim.MaxFileSize {
+			return nil, fmt.Errorf("store: %s grew to %d bytes while reading; a bundle carries files of at most %d bytes", rel, len(data), lim.MaxFileSize)
+		}
+		out = append(out, bundles.File{Path: rel, Data: data})
 	}
 	return out, nil
 }

@@ -178,6 +178,10 @@ type JoinResult struct {
 	PublicKey   string `json:"public_key_b64"`
 	KeyFile     string `json:"key_file"`
 	Actor       string `json:"actor"`
+	// Imported and Held count the events a join from a bundle applied and
+	// held back (quarantined, pending or rejected; normally none).
+	Imported int `json:"imported,omitempty"`
+	Held     int `json:"held,omitempty"`
 }
 
 // Join makes newDir a new device of the backpack in src (a backpack
@@ -200,6 +204,21 @@ func Join(ctx context.Context, src, newDir string, opts JoinOptions) (*JoinResul
 	if err := copyBackpack(src, abs); err != nil {
 		return nil, err
 	}
+	res, err := newDevice(g.UID, abs, opts)
+	if err != nil {
+		return nil, err
+	}
+	if err := reopen(ctx, abs, res.KeyFile); err != nil {
+		return nil, err
+	}
+	return res, nil
+}
+
+// newDevice gives the backpack copy in abs (uid) a device key of its own:
+// it writes the key file, adds the provisional entry for the key to the
+// copy's keys.json (so its own events verify locally) and binds the key
+// file to the replica.
+func newDevice(uid, abs string, opts JoinOptions) (*JoinResult, error) {
 	key, err := bplog.GenerateKey(rand.Reader)
 	if err != nil {
 		return nil, err
@@ -212,9 +231,9 @@ func Join(ctx context.Context, src, newDir string, opts JoinOptions) (*JoinResul
 		if err != nil {
 			return nil, err
 		}
-		opts.KeyFile = filepath.Join(d, safeName(g.UID)+"-"+strings.TrimPrefix(key.ID, bplog.KeyIDPrefix)+".json")
+		opts.KeyFile = filepath.Join(d, safeName(uid)+"-"+strings.TrimPrefix(key.ID, bplog.KeyIDPrefix)+".json")
 	}
-	kf := &bplog.KeyFile{Keys: []bplog.PrivateKey{key}, Actor: opts.Actor, UID: g.UID}
+	kf := &bplog.KeyFile{Keys: []bplog.PrivateKey{key}, Actor: opts.Actor, UID: uid}
 	if err := os.MkdirAll(filepath.Dir(opts.KeyFile), 0o700); err != nil {
 		return nil, err
 	}
@@ -238,19 +257,21 @@ func Join(ctx context.Context, src, newDir string, opts JoinOptions) (*JoinResul
 	if err := writeFileAtomic(filepath.Join(abs, filepath.FromSlash(KeysPath)), indentFile(out), 0o644); err != nil {
 		return nil, err
 	}
-	if err := bindDevice(g.UID, abs, opts.KeyFile); err != nil {
+	if err := bindDevice(uid, abs, opts.KeyFile); err != nil {
 		return nil, err
 	}
-	// Opening as a writer rebuilds and re-signs the derived files.
-	b, err := Open(ctx, abs, Options{KeyFile: opts.KeyFile})
-	if err != nil {
-		return nil, err
-	}
-	if err := b.Close(); err != nil {
-		return nil, err
-	}
-	return &JoinResult{Dir: abs, UID: g.UID, KeyID: key.ID, Fingerprint: Fingerprint(key.ID),
+	return &JoinResult{Dir: abs, UID: uid, KeyID: key.ID, Fingerprint: Fingerprint(key.ID),
 		PublicKey: base64.StdEncoding.EncodeToString(key.Public()), KeyFile: opts.KeyFile, Actor: opts.Actor}, nil
+}
+
+// reopen opens the replica in dir as a writer and closes it, which
+// rebuilds and re-signs the derived files with its device key.
+func reopen(ctx context.Context, dir, keyFile string) error {
+	b, err := Open(ctx, dir, Options{KeyFile: keyFile})
+	if err != nil {
+		return err
+	}
+	return b.Close()
 }
 
 // bindDevice records which key file belongs to the replica in dir, in its
