@@ -3,6 +3,8 @@ package cli
 import (
 	"bufio"
 	"bytes"
+	"crypto/ed25519"
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"os"
@@ -20,8 +22,10 @@ func runExport(e *env, args []string) error {
 	fs := newFlags(e, "export", "DIR -o FILE [--since FRONTIER_FILE] [--format backpack|provara]", `Write the events that a holder of FRONTIER_FILE (another device's
 `+"`backpack frontier`"+` output) lacks, or all events without --since, as one bundle:
 by default a zstd-compressed backpack bundle signed by this device's key
-(docs/FORMAT.md); with --format provara, the reference's uncompressed
-provara_delta_v1 file that `+"`provara`"+` tools can import.`)
+(docs/FORMAT.md), which carries this device's public key and, without
+--since, the backpack's genesis, keys.json and policies, so that a new
+device can `+"`backpack join`"+` from it; with --format provara, the reference's
+uncompressed provara_delta_v1 file that `+"`provara`"+` tools can import.`)
 	out := fs.String("o", "", "output file (required); written through a temp file and rename")
 	since := fs.String("since", "", "frontier file of the receiving device")
 	format := fs.String("format", "backpack", "backpack or provara")
@@ -63,6 +67,12 @@ provara_delta_v1 file that `+"`provara`"+` tools can import.`)
 			return err
 		}
 		h := bundles.Header{UID: b.UID(), SenderKeyID: key.ID, Sender: b.Frontier(), Basis: basis, CreatedAt: now}
+		if h.Full() {
+			// A full export carries what a new device needs to join from it.
+			if h.Files, err = b.StaticFiles(bundles.Limits{}); err != nil {
+				return err
+			}
+		}
 		if _, err := bundles.Encode(&buf, h, lines, key.Key, bundles.EncodeOptions{}); err != nil {
 			return err
 		}
@@ -100,7 +110,11 @@ position. Events by untrusted keys wait in the quarantine, events whose
 predecessor is missing wait as pending, forks are kept as evidence.
 Importing the same bundle twice changes nothing. A bundle refused as a
 whole (damaged, bad signature, another backpack) is copied to the
-quarantine with the reason, and the exit status is 1.`)
+quarantine with the reason, and the exit status is 1.
+When a bundle carries the public key of an untrusted sender (or of the
+keys its events wait for), the key is recorded as seen on this device,
+never trusted: after comparing its fingerprint, `+"`backpack trust DIR KEYID`"+`
+trusts it.`)
 	key := fs.String("key", "", "device key file")
 	asJSON := fs.Bool("json", false, "print the results as JSON")
 	pos, err := parseArgs(fs, args)
@@ -124,8 +138,11 @@ quarantine with the reason, and the exit status is 1.`)
 				}
 				return err
 			}
-			if err := printIngest(e, res, *asJSON); err != nil {
+			if err := printIngest(e, res.IngestResult, *asJSON); err != nil {
 				return err
+			}
+			if !*asJSON {
+				printSeen(e, pos[0], res.seen)
 			}
 		}
 		return nil
@@ -144,7 +161,13 @@ type refusedError struct{ err error }
 
 func (r *refusedError) Error() string { return r.err.Error() }
 
-func importOne(e *env, b *store.Backpack, file string) (*store.IngestResult, error) {
+// imported is what importOne did with one bundle.
+type imported struct {
+	*store.IngestResult
+	seen []store.SeenKey // keys recorded as seen
+}
+
+func importOne(e *env, b *store.Backpack, file string) (*imported, error) {
 	f, err := os.Open(file)
 	if err != nil {
 		return nil, err
@@ -152,12 +175,18 @@ func importOne(e *env, b *store.Backpack, file string) (*store.IngestResult, err
 	defer f.Close()
 	br := bufio.NewReader(f)
 	head, _ := br.Peek(8)
-	refuse := func(err error) (*store.IngestResult, error) {
+	refuse := func(err error) (*imported, error) {
 		if qerr := b.QuarantineFile(file, err.Error()); qerr != nil {
 			return nil, errors.Join(err, qerr)
 		}
 		return nil, &refusedError{err}
 	}
+	where := file
+	if abs, err := filepath.Abs(file); err == nil {
+		where = abs
+	}
+	var offers []store.SeenOffer
+	var res *store.IngestResult
 	switch bundles.Sniff(head) {
 	case bundles.KindBackpack:
 		bd, err := bundles.Decode(br, bundles.Limits{})
@@ -173,27 +202,73 @@ func importOne(e *env, b *store.Backpack, file string) (*store.IngestResult, err
 			// A device this one does not trust yet (a new device, before
 			// `trust`): its bundle cannot be authenticated, but every event
 			// carries its own signature and is checked one by one; those by
-			// untrusted keys wait in the quarantine.
+			// untrusted keys wait in the quarantine. When the bundle
+			// carries the sender's key, the header must verify with it,
+			// and the key is recorded as seen (not trusted).
 			source += " (sender not trusted)"
+			if bd.Header.SenderPublicKey != nil {
+				if err := bd.VerifyCarried(); err != nil {
+					return refuse(fmt.Errorf("the header does not verify with the sender key it carries: %w", err))
+				}
+				offers = append(offers, store.SeenOffer{Public: bd.Header.SenderPublicKey, Sender: true})
+			}
 		case err != nil:
 			return refuse(err)
 		}
-		return b.Ingest(e.ctx, bd.Events, source)
+		if res, err = b.Ingest(e.ctx, bd.Events, source); err != nil {
+			return nil, err
+		}
 	case bundles.KindReference:
 		rb, err := bundles.DecodeReference(br, bundles.Limits{})
 		if err != nil {
 			return refuse(err)
 		}
-		res, err := b.Ingest(e.ctx, rb.Events, filepath.Base(file)+" (provara_delta_v1)")
-		if err != nil {
+		if res, err = b.Ingest(e.ctx, rb.Events, filepath.Base(file)+" (provara_delta_v1)"); err != nil {
 			return nil, err
 		}
 		for _, r := range rb.Rejected {
 			res.Rejected = append(res.Rejected, store.HeldEvent{Reason: r.Error()})
 		}
-		return res, nil
+		offers = referenceOffers(rb.Keys)
+	default:
+		return refuse(errors.New("not a bundle (neither a backpack bundle nor a provara_delta_v1 file)"))
 	}
-	return refuse(errors.New("not a bundle (neither a backpack bundle nor a provara_delta_v1 file)"))
+	out := &imported{IngestResult: res}
+	if len(offers) > 0 {
+		seen, err := b.NoteSeenKeys(offers, where)
+		if err != nil {
+			return nil, err
+		}
+		out.seen = seen
+	}
+	return out, nil
+}
+
+// referenceOffers are the well-formed keys of a provara_delta_v1 header:
+// entries whose public_key_b64 is a 32-byte key and whose key_id, if
+// present, is that key's id. Untrusted: only recorded as seen.
+func referenceOffers(keys canon.Value) []store.SeenOffer {
+	var out []store.SeenOffer
+	for _, k := range keys.Elems() {
+		pub, err := base64.StdEncoding.DecodeString(k.Field("public_key_b64").Str())
+		if err != nil || len(pub) != ed25519.PublicKeySize {
+			continue
+		}
+		if id := k.Field("key_id").Str(); id != "" && id != bplog.KeyID(pub) {
+			continue
+		}
+		out = append(out, store.SeenOffer{Public: pub})
+	}
+	return out
+}
+
+// printSeen says which keys an import recorded as seen, and how to trust
+// them.
+func printSeen(e *env, dir string, seen []store.SeenKey) {
+	for _, k := range seen {
+		fmt.Fprintf(e.stdout, "seen untrusted key %s (fingerprint %s), %d events wait for it; compare the fingerprint with its holder, then: backpack trust %s %s\n",
+			k.KeyID, k.Fingerprint, k.Waiting, dir, k.KeyID)
+	}
 }
 
 func writeOut(path string, data []byte) error {

@@ -2,6 +2,7 @@ package cli
 
 import (
 	"fmt"
+	"strings"
 
 	"github.com/backpack-field/backpack/internal/store"
 )
@@ -47,8 +48,12 @@ device's state directory.
 		if err != nil {
 			return err
 		}
+		keys, err := waitingKeys(b)
+		if err != nil {
+			return err
+		}
 		if *asJSON {
-			return writeJSON(e.stdout, map[string]any{"quarantine": nonNil(q), "pending": nonNil(p)})
+			return writeJSON(e.stdout, map[string]any{"quarantine": nonNil(q), "pending": nonNil(p), "untrusted_keys": keys})
 		}
 		if len(q)+len(p) == 0 {
 			fmt.Fprintln(e.stdout, "nothing held")
@@ -58,6 +63,14 @@ device's state directory.
 		}
 		for _, h := range p {
 			fmt.Fprintf(e.stdout, "pending     %s actor %q from %s: %s\n", h.EventID, h.Actor, orDash(h.Source), h.Reason)
+		}
+		for _, k := range keys {
+			fmt.Fprintf(e.stdout, "untrusted key %s  fingerprint %s  %d events wait; ", k.KeyID, k.Fingerprint, k.Waiting)
+			if k.Seen {
+				fmt.Fprintf(e.stdout, "seen in %s; after comparing the fingerprint: backpack trust %s %s\n", strings.Join(k.Sources, ", "), dir, k.KeyID)
+			} else {
+				fmt.Fprintf(e.stdout, "public key not seen in any bundle; trust it with its holder's identity/keys.json: backpack trust %s FILE\n", dir)
+			}
 		}
 		return nil
 	case "retry":
@@ -90,6 +103,36 @@ device's state directory.
 		return nil
 	}
 	return usagef("unknown quarantine action %q (list, retry, drop)", verb)
+}
+
+// waitingKey is an untrusted key that quarantined events wait for.
+type waitingKey struct {
+	KeyID       string `json:"key_id"`
+	Fingerprint string `json:"fingerprint"`
+	Waiting     int    `json:"waiting_events"`
+	// Seen: a bundle carried its public key, so `trust DIR KEYID` works.
+	Seen    bool     `json:"trust_by_id"`
+	Sources []string `json:"seen_in,omitempty"`
+}
+
+// waitingKeys lists the untrusted keys that quarantined events wait for,
+// by key id, and whether each can be trusted by its id.
+func waitingKeys(b *store.Backpack) ([]waitingKey, error) {
+	waiting, err := b.UntrustedWaiting()
+	if err != nil {
+		return nil, err
+	}
+	out := []waitingKey{}
+	for _, id := range sortedKeys(waiting) {
+		k := waitingKey{KeyID: id, Fingerprint: store.Fingerprint(id), Waiting: waiting[id]}
+		if store.IsKeyID(id) {
+			if s, err := b.SeenKey(id); err == nil {
+				k.Seen, k.Sources = true, s.Sources
+			}
+		}
+		out = append(out, k)
+	}
+	return out, nil
 }
 
 func nonNil(h []store.HeldEvent) []store.HeldEvent {
