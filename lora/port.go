@@ -12,7 +12,7 @@ import (
 type port struct {
 	rw     io.ReadWriteCloser
 	handle func(cmd byte, data []byte) error // reader goroutine only; an error stops it
-	bad    func(err error)             // a dropped frame; reader goroutine only
+	bad    func(err error)                   // a dropped frame; reader goroutine only
 
 	done chan struct{} // closed when the reader goroutine has returned
 

@@ -133,10 +133,10 @@ type RNode struct {
 	in      chan Frame
 	timeout time.Duration
 
-	mu       sync.Mutex // mu guards the fields below
-	changed  chan struct{}      // closed and replaced on every report
-	values   map[byte]float64   // last reported value per setting command
-	detected int                // 0 unknown, 1 yes, -1 wrong answer
+	mu       sync.Mutex       // mu guards the fields below
+	changed  chan struct{}    // closed and replaced on every report
+	values   map[byte]float64 // last reported value per setting command
+	detected int              // 0 unknown, 1 yes, -1 wrong answer
 	verKnown bool
 	info     RNodeInfo
 	rssi     *int

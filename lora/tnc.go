@@ -22,13 +22,13 @@ type TNCOptions struct {
 // data frame on the configured port. Frames on other ports and non-data
 // commands from the TNC are ignored.
 type TNC struct {
-	p    *port
-	mtu  int
-	cmd  byte
-	prm  *Params
-	in   chan Frame
-	mu   sync.Mutex // mu guards st
-	st   Stats
+	p   *port
+	mtu int
+	cmd byte
+	prm *Params
+	in  chan Frame
+	mu  sync.Mutex // mu guards st
+	st  Stats
 }
 
 var _ Link = (*TNC)(nil)
