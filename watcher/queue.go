@@ -4,8 +4,14 @@ package watcher
 // order their paths first became pending. Only Run's goroutine uses it.
 type queue struct {
 	items map[string]*pending
-	order []string // paths; entries whose path left items are skipped
+	order []slot // entries whose pending item is gone are skipped
 	head  int
+	seq   uint64
+}
+
+type slot struct {
+	path string
+	seq  uint64
 }
 
 type pending struct {
@@ -13,6 +19,7 @@ type pending struct {
 	// known: the consumer had a notice for this path before this entry
 	// was created, so a removal must still be told.
 	known bool
+	seq   uint64 // its slot in order
 }
 
 func newQueue() *queue { return &queue{items: make(map[string]*pending)} }
@@ -26,8 +33,9 @@ func (q *queue) put(c Change, known bool) {
 		p.c = c
 		return
 	}
-	q.items[c.Path] = &pending{c: c, known: known}
-	q.order = append(q.order, c.Path)
+	q.seq++
+	q.items[c.Path] = &pending{c: c, known: known, seq: q.seq}
+	q.order = append(q.order, slot{c.Path, q.seq})
 }
 
 // putRemoved queues a removal; a path the consumer never heard of is
@@ -47,7 +55,8 @@ func (q *queue) putRemoved(c Change) {
 // peek returns the next notice to deliver.
 func (q *queue) peek() (Change, bool) {
 	for q.head < len(q.order) {
-		if p, ok := q.items[q.order[q.head]]; ok {
+		s := q.order[q.head]
+		if p, ok := q.items[s.path]; ok && p.seq == s.seq {
 			return p.c, true
 		}
 		q.head++
@@ -58,7 +67,7 @@ func (q *queue) peek() (Change, bool) {
 
 // pop removes the notice peek returned.
 func (q *queue) pop() {
-	delete(q.items, q.order[q.head])
+	delete(q.items, q.order[q.head].path)
 	q.head++
 	if q.head > 1024 && q.head > len(q.order)/2 {
 		q.compact()
