@@ -91,9 +91,17 @@ type env struct {
 }
 
 // logger reports repairs and other notices from the store on stderr.
+// logger logs warnings to stderr; BACKPACK_LOG_LEVEL=debug or info shows
+// more (debug includes the time each phase of a sync took).
 func (e *env) logger() *slog.Logger {
+	level := slog.LevelWarn
+	if v := os.Getenv("BACKPACK_LOG_LEVEL"); v != "" {
+		if err := level.UnmarshalText([]byte(v)); err != nil {
+			level = slog.LevelWarn
+		}
+	}
 	return slog.New(slog.NewTextHandler(e.stderr, &slog.HandlerOptions{
-		Level: slog.LevelWarn,
+		Level: level,
 		ReplaceAttr: func(groups []string, a slog.Attr) slog.Attr {
 			if a.Key == slog.TimeKey && len(groups) == 0 {
 				return slog.Attr{}

@@ -3,6 +3,7 @@ package cli
 import (
 	"fmt"
 	"io"
+	"os"
 	"strings"
 
 	"github.com/backpack-field/backpack/internal/store"
@@ -45,13 +46,27 @@ manifest, Merkle root, manifest.sig and state are rebuilt.`)
 // reading rules, reporting unusable ones as errors.
 func readLines(r io.Reader) ([][]byte, error) {
 	rd := bplog.NewReader(r)
+	// One arena for all the lines (a slice that outgrows it moves on to
+	// a new one; the earlier lines keep theirs).
+	size := 1 << 16
+	if f, ok := r.(*os.File); ok {
+		if st, err := f.Stat(); err == nil && st.Size() < 1<<32 {
+			size = int(st.Size())
+		}
+	}
+	arena := make([]byte, 0, size)
 	var out [][]byte
 	for rd.Next() {
 		l := rd.Line()
 		if l.Err != nil {
 			return nil, fmt.Errorf("line %d: %w", l.Number, l.Err)
 		}
-		out = append(out, append([]byte(nil), l.Text...))
+		if len(arena)+len(l.Text) > cap(arena) {
+			arena = make([]byte, 0, max(size, len(l.Text)))
+		}
+		start := len(arena)
+		arena = append(arena, l.Text...)
+		out = append(out, arena[start:len(arena):len(arena)])
 	}
 	return out, rd.Err()
 }

@@ -17,6 +17,7 @@ import (
 	"hash"
 	"io"
 	"log/slog"
+	"math"
 	"os"
 	"path/filepath"
 	"sort"
@@ -124,6 +125,10 @@ type Backpack struct {
 	// indexScanned: the index was built by reading the whole log (not
 	// taken from the cache), so Close should save it.
 	indexScanned bool
+	// base is the reducer state at a line boundary some way back from the
+	// end of the log, so that a merge that reorders only the log's recent
+	// tail replays from there instead of from the start (nil: none).
+	base *baseState
 
 	snap atomic.Pointer[Snapshot]
 }
@@ -140,6 +145,8 @@ func Open(ctx context.Context, dir string, opts Options) (*Backpack, error) {
 		opts.CacheEvery = 2000
 	}
 	b := &Backpack{dir: dir, opts: opts, log: opts.Logger, heads: map[string]Head{}}
+	t0 := time.Now()
+	defer func() { b.log.Debug("open", "took", time.Since(t0)) }()
 	gen, err := ReadGenesis(dir)
 	if err != nil {
 		return nil, err
@@ -201,6 +208,8 @@ const (
 func (b *Backpack) Close() error {
 	b.mu.Lock()
 	defer b.mu.Unlock()
+	t0 := time.Now()
+	defer func() { b.log.Debug("close", "took", time.Since(t0)) }()
 	if b.app == nil {
 		return nil
 	}
@@ -373,13 +382,19 @@ func (b *Backpack) load(ctx context.Context) error {
 		b.logSize, b.lines, b.entries, b.cacheSize = 0, 0, 0, -1
 		b.heads = map[string]Head{}
 		b.badLines = nil
+		b.base = nil
 	}
 	if _, err := f.Seek(b.logSize, io.SeekStart); err != nil {
 		return err
 	}
 	tail := io.TeeReader(f, b.logHash)
 	n := 0
+	target, size := int64(math.MaxInt64), int64(0)
+	if st, err := f.Stat(); err == nil {
+		target, size = baseTarget(st.Size()), st.Size()
+	}
 	err = scan.Run(ctx, tail, scan.Options{Offset: b.logSize, FirstLine: b.lines + 1, Hashes: b.index != nil}, func(it *scan.Item) error {
+		b.maybeBaseLocked(it.Offset, it.Number-1, b.entries, target, size)
 		b.absorbLocked(it)
 		n++
 		return nil

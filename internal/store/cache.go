@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"os"
 
 	"github.com/backpack-field/backpack/internal/canon"
@@ -38,6 +39,7 @@ type cacheFile struct {
 	bad                    []BadLine
 	state                  *reducer.State
 	index                  *logIndex // nil when the cache has none
+	base                   *baseState
 }
 
 func (b *Backpack) readCache() (*cacheFile, error) {
@@ -60,27 +62,48 @@ func (b *Backpack) readCache() (*cacheFile, error) {
 	body := data[nl+1:]
 	n, _ := h.Field("reducer_bytes").Int64()
 	ni, _ := h.Field("index_bytes").Int64()
-	if n < 0 || ni < 0 || n+ni != int64(len(body)) {
+	nb, _ := h.Field("base_bytes").Int64()
+	if n < 0 || ni < 0 || nb < 0 || n+ni+nb != int64(len(body)) {
 		return nil, errors.New("store: state cache: truncated")
 	}
-	idx := body[n:]
+	baseData := body[n+ni:]
+	idx := body[n : n+ni]
 	body = body[:n]
 	sum := sha256.Sum256(body)
 	if hex.EncodeToString(sum[:]) != h.Field("reducer_sha256").Str() {
 		return nil, errors.New("store: state cache: checksum mismatch")
 	}
+	// The index decodes on another core while the reducer state does.
+	var x *logIndex
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		if ni > 0 {
+			isum := sha256.Sum256(idx)
+			if hex.EncodeToString(isum[:]) == h.Field("index_sha256").Str() {
+				x, _ = decodeIndex(idx)
+			}
+		}
+	}()
 	st, err := decodeReducer(body)
+	<-done
 	if err != nil {
 		return nil, fmt.Errorf("store: state cache: %w", err)
 	}
 	c := parseResume(h)
 	c.state = st
-	if ni > 0 {
-		isum := sha256.Sum256(idx)
-		if hex.EncodeToString(isum[:]) == h.Field("index_sha256").Str() {
-			if x, err := decodeIndex(idx); err == nil {
-				c.index = x
-			}
+	c.index = x
+	// The base snapshot: its own bytes, or (base_bytes 0) the main
+	// state's when it was taken at the cache's end.
+	if bo, ok := h.Field("base_offset").Int64(); ok && bo >= 0 && bo <= c.offset {
+		bl, _ := h.Field("base_lines").Int64()
+		be, _ := h.Field("base_entries").Int64()
+		bsum := sha256.Sum256(baseData)
+		switch {
+		case nb == 0 && bo == c.offset:
+			c.base = &baseState{offset: bo, lines: int(bl), entries: int(be), data: bytes.Clone(body)}
+		case nb > 0 && hex.EncodeToString(bsum[:]) == h.Field("base_sha256").Str():
+			c.base = &baseState{offset: bo, lines: int(bl), entries: int(be), data: bytes.Clone(baseData), sum: bsum[:]}
 		}
 	}
 	return c, nil
@@ -119,6 +142,7 @@ func (b *Backpack) applyCache(c *cacheFile) {
 	b.entries = int(c.entries)
 	b.cacheSize = c.offset
 	b.index = c.index
+	b.base = c.base
 	b.maxKey, b.maxKeyKnown = bplog.OrderItem{}, c.maxKey != nil
 	if c.maxKey != nil {
 		b.maxKey = *c.maxKey
@@ -127,33 +151,80 @@ func (b *Backpack) applyCache(c *cacheFile) {
 
 // writeCacheLocked writes the state cache for the log as it is now.
 func (b *Backpack) writeCacheLocked() error {
-	body, err := b.state.MarshalBinary()
+	data, err := b.encodeCacheLocked()
 	if err != nil {
 		return err
 	}
-	sum := sha256.Sum256(body)
+	return b.installCacheLocked(data)
+}
+
+// encodeCacheLocked returns the state cache's bytes for the log as it is
+// now.
+func (b *Backpack) encodeCacheLocked() ([]byte, error) {
 	x, err := b.indexLocked(context.Background())
 	if err != nil {
-		return err
+		return nil, err
 	}
-	idx := x.encode()
-	isum := sha256.Sum256(idx)
+	// The reducer state and the index encode on two cores.
+	var idx []byte
+	var isum [32]byte
+	done := make(chan struct{})
+	go func() {
+		idx = x.encode()
+		isum = sha256.Sum256(idx)
+		close(done)
+	}()
+	body, err := b.state.MarshalBinary()
+	<-done
+	if err != nil {
+		return nil, err
+	}
+	sum := sha256.Sum256(body)
+	if b.logSize >= minBaseBytes && (b.base == nil || baseStale(b.base.offset, b.logSize)) {
+		// The snapshot fell far behind: take it here, at the end.
+		b.base = &baseState{offset: b.logSize, lines: b.lines, entries: b.entries, data: body}
+	}
 	h := b.resumeInfoLocked().
 		With("version", canon.IntValue(1)).
 		With("reducer_bytes", canon.IntValue(int64(len(body)))).
 		With("reducer_sha256", canon.StringValue(hex.EncodeToString(sum[:]))).
 		With("index_bytes", canon.IntValue(int64(len(idx)))).
 		With("index_sha256", canon.StringValue(hex.EncodeToString(isum[:])))
+	var baseData []byte
+	if bs := b.base; bs != nil && bs.offset <= b.logSize {
+		if bs.offset < b.logSize {
+			baseData = bs.data
+		}
+		bsum := sha256.Sum256(nil)
+		if baseData != nil {
+			if bs.sum == nil {
+				sum := sha256.Sum256(bs.data)
+				bs.sum = sum[:]
+			}
+			copy(bsum[:], bs.sum)
+		}
+		h = h.With("base_offset", canon.IntValue(bs.offset)).
+			With("base_lines", canon.IntValue(int64(bs.lines))).
+			With("base_entries", canon.IntValue(int64(bs.entries))).
+			With("base_bytes", canon.IntValue(int64(len(baseData)))).
+			With("base_sha256", canon.StringValue(hex.EncodeToString(bsum[:])))
+	}
 	hdr, err := canon.Encode(h)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	data := make([]byte, 0, len(cacheMagic)+len(hdr)+1+len(body)+len(idx))
+	data := make([]byte, 0, len(cacheMagic)+len(hdr)+1+len(body)+len(idx)+len(baseData))
 	data = append(data, cacheMagic...)
 	data = append(data, hdr...)
 	data = append(data, '\n')
 	data = append(data, body...)
 	data = append(data, idx...)
+	data = append(data, baseData...)
+	return data, nil
+}
+
+// installCacheLocked writes the state cache encodeCacheLocked made.
+func (b *Backpack) installCacheLocked(data []byte) error {
 	if err := os.MkdirAll(b.path("state"), 0o755); err != nil {
 		return err
 	}
@@ -247,4 +318,55 @@ func decodeReducer(b []byte) (*reducer.State, error) {
 		return nil, err
 	}
 	return s, nil
+}
+
+// baseState is the reducer state (in the reducer's cache encoding) after
+// the log's first lines lines (entries JSON values), which end at byte
+// offset.
+type baseState struct {
+	offset         int64
+	lines, entries int
+	data           []byte
+	sum            []byte // SHA-256 of data, once computed (nil: not yet)
+}
+
+// A merge that must put new events before existing lines replays the
+// reducer from the first changed line. To spare the replay of everything
+// before it, the store keeps one snapshot of the state at the start of
+// the log's recent tail: the last sixteenth of the log, where the events
+// a peer brings usually land (they are newer than what both devices held
+// when they last met). It is taken when a replay passes that point, and
+// moved to the end of the log when the cache is written and it has
+// fallen more than a quarter of the log behind. Logs under
+// minBaseBytes replay in a blink and keep none.
+var minBaseBytes int64 = 1 << 20
+
+// baseStale reports whether a snapshot at offset is too far behind the
+// end of a log of size bytes to keep.
+func baseStale(offset, size int64) bool { return offset < size-size/4 }
+
+// baseTarget returns where a new snapshot should be taken in a log of
+// size bytes (math.MaxInt64: none).
+func baseTarget(size int64) int64 {
+	if size < minBaseBytes {
+		return math.MaxInt64
+	}
+	return size - size/16
+}
+
+// maybeBaseLocked takes the snapshot when a replay reaches the line at
+// offset (lines and entries counting what came before it), target is
+// reached, and the current snapshot is missing or has fallen behind
+// (before size - size/4, baseStale). A snapshot that is still close
+// enough is kept, so that it need not be written again.
+func (b *Backpack) maybeBaseLocked(offset int64, lines, entries int, target, size int64) {
+	if offset < target || (b.base != nil && !baseStale(b.base.offset, size)) || b.state == nil {
+		return
+	}
+	enc, err := b.state.MarshalBinary()
+	if err != nil {
+		b.log.Warn("state snapshot not taken", "err", err)
+		return
+	}
+	b.base = &baseState{offset: offset, lines: lines, entries: entries, data: enc}
 }

@@ -52,7 +52,7 @@ func decodeIndex(b []byte) (*logIndex, error) {
 		return nil, errBadIndex
 	}
 	b = b[k:]
-	x := newLogIndex()
+	x := newLogIndexSized(int(min(n, uint64(len(b))/34)))
 	str := func() (string, bool) {
 		l, k := binary.Uvarint(b)
 		if k <= 0 || l > uint64(len(b)-k) {

@@ -12,11 +12,14 @@ import (
 	"runtime"
 	"sort"
 	"sync"
+	"sync/atomic"
+	"time"
 
 	"github.com/backpack-field/backpack/internal/canon"
 	"github.com/backpack-field/backpack/internal/pytime"
 	"github.com/backpack-field/backpack/internal/scan"
 	bplog "github.com/backpack-field/backpack/log"
+	"github.com/backpack-field/backpack/reducer"
 )
 
 // Ingest is the one way signed events from elsewhere (a bundle, another
@@ -95,7 +98,44 @@ func newLogIndex() *logIndex {
 	return &logIndex{byID: map[string]int{}, children: map[string]string{}}
 }
 
+// newLogIndexSized returns an empty index with room for n events.
+func newLogIndexSized(n int) *logIndex {
+	return &logIndex{byID: make(map[string]int, n), children: make(map[string]string, n),
+		items: make([]bplog.OrderItem, 0, n), actors: make([]string, 0, n), hashes: make([][32]byte, 0, n)}
+}
+
 func childKey(actor, prev string) string { return actor + "\x00" + prev }
+
+// holdsLine reports whether line is, byte for byte, the canonical line of
+// an event the index holds, without parsing it: the event id is found by
+// a plain search and the line's hash compared with the held line's. A
+// line this cannot match (not canonical, or "event_id" found elsewhere
+// first) is simply not matched here, and goes through the full checks.
+func (x *logIndex) holdsLine(line []byte) bool {
+	id, ok := quickEventID(line)
+	if !ok {
+		return false
+	}
+	i, ok := x.byID[string(id)]
+	return ok && x.hashes[i] == sha256.Sum256(line)
+}
+
+// quickEventID returns the value of the first "event_id" member in a
+// canonical event line (where it is a plain string), without parsing the
+// line. It is a hint: callers confirm it by the line's hash.
+func quickEventID(line []byte) ([]byte, bool) {
+	const key = `"event_id":"`
+	i := bytes.Index(line, []byte(key))
+	if i < 0 {
+		return nil, false
+	}
+	rest := line[i+len(key):]
+	j := bytes.IndexByte(rest, '"')
+	if j < 0 || j > 128 {
+		return nil, false
+	}
+	return rest[:j], true
+}
 
 // add records an event; an id already held is ignored.
 func (x *logIndex) add(e *bplog.Event, hash [32]byte) {
@@ -161,6 +201,7 @@ func (b *Backpack) ingestLocked(ctx context.Context, lines [][]byte, source stri
 		return nil, ErrReadOnly
 	}
 	res := &IngestResult{Source: source, Received: len(lines), Missing: map[string]Need{}}
+	t0 := time.Now()
 	x, err := b.indexLocked(ctx)
 	if err != nil {
 		return nil, err
@@ -198,6 +239,7 @@ func (b *Backpack) ingestLocked(ctx context.Context, lines [][]byte, source stri
 		}()
 	}
 	wg.Wait()
+	b.log.Debug("ingest: index and checks", "lines", len(all), "took", time.Since(t0))
 
 	var cands []*candidate
 	seen := map[string]bool{}
@@ -421,7 +463,11 @@ func (b *Backpack) checkEvent(line []byte, source string, x *logIndex) (*candida
 		}
 		return h
 	}
-	e, err := bplog.Parse(bytes.TrimSpace(line))
+	trimmed := bytes.TrimSpace(line)
+	if x.holdsLine(trimmed) {
+		return nil, nil
+	}
+	e, err := bplog.Parse(trimmed)
 	if err != nil {
 		return nil, held("not a usable event: "+err.Error(), e)
 	}
@@ -457,6 +503,7 @@ func (b *Backpack) checkEvent(line []byte, source string, x *logIndex) (*candida
 // rewriting the log. x holds the existing events in file order; order the
 // accepted ones.
 func (b *Backpack) mergeLocked(ctx context.Context, x *logIndex, order []*candidate, res *IngestResult) error {
+	t0 := time.Now()
 	incoming := make([]bplog.OrderItem, len(order))
 	for i, c := range order {
 		incoming[i] = c.e.Item()
@@ -506,6 +553,7 @@ func (b *Backpack) mergeLocked(ctx context.Context, x *logIndex, order []*candid
 		return nil
 	}
 	res.Rewrote = true
+	b.log.Debug("merge: plan", "events", len(plan), "took", time.Since(t0))
 	ids := make([]string, len(plan))
 	for i, p := range plan {
 		if p < existing {
@@ -515,69 +563,237 @@ func (b *Backpack) mergeLocked(ctx context.Context, x *logIndex, order []*candid
 		}
 	}
 	b.index = nil // rebuilt in the new file order on next use
-	return b.rewriteLocked(ctx, ids, byID)
+	return b.rewriteLocked(ctx, x, plan, order, ids, byID)
 }
 
-// rewriteLocked writes the log in the order perm, through a temp file,
-// fsync and rename, then reloads state from it.
-func (b *Backpack) rewriteLocked(ctx context.Context, ids []string, added map[string]*candidate) error {
+// rewriteLocked writes the log in the merge order plan (positions in
+// x.items, then in order for the accepted events; ids are the same
+// events' ids), through a temp file, fsync and rename, then brings the
+// state up to date.
+func (b *Backpack) rewriteLocked(ctx context.Context, x *logIndex, plan []int, order []*candidate, ids []string, added map[string]*candidate) error {
+	t0 := time.Now()
 	old, err := os.ReadFile(b.path(EventsPath))
 	if err != nil {
 		return err
 	}
-	lineOf := map[string][]byte{}
-	for _, l := range bytes.Split(old, []byte("\n")) {
-		if e, err := bplog.Parse(bytes.TrimSpace(l)); err == nil {
-			if _, dup := lineOf[e.ID]; !dup {
-				if full, _, _, err := e.Encodings(); err == nil {
-					lineOf[e.ID] = full
+	// Every line of the old log goes into the new one, or into the
+	// quarantine with the reason: nothing is dropped silently. Lines the
+	// index describes byte for byte (found by id, confirmed by hash, on
+	// every core) are taken as they are, without parsing.
+	lines := splitLines(old)
+	match := make([]int32, len(lines))
+	var wg sync.WaitGroup
+	workers := runtime.GOMAXPROCS(0)
+	chunk := (len(lines) + workers - 1) / workers
+	for w := range workers {
+		lo, hi := w*chunk, min((w+1)*chunk, len(lines))
+		if lo >= hi {
+			break
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for k := lo; k < hi; k++ {
+				match[k] = -1
+				t := bytes.TrimSpace(lines[k])
+				if id, ok := quickEventID(t); ok {
+					if i, ok := x.byID[string(id)]; ok && x.hashes[i] == sha256.Sum256(t) {
+						match[k] = int32(i)
+					}
 				}
 			}
-		}
+		}()
 	}
-	var out bytes.Buffer
-	for _, id := range ids {
-		l := lineOf[id]
-		if c := added[id]; c != nil {
-			l = c.line
-		}
-		if l == nil {
-			return fmt.Errorf("bug: store: event %s missing when rewriting the log", id)
-		}
-		out.Write(l)
-		out.WriteByte('\n')
-	}
-	// Lines that were never events (unusable lines) are kept in the
-	// quarantine rather than dropped.
-	var unusable []HeldEvent
-	for _, l := range bytes.Split(old, []byte("\n")) {
-		if t := bytes.TrimSpace(l); len(t) > 0 {
-			if _, err := bplog.Parse(t); err != nil {
-				unusable = append(unusable, HeldEvent{Reason: "unusable log line moved out when the log was reordered: " + err.Error(), Line: string(l)})
+	wg.Wait()
+	existing := len(x.items)
+	lineAt := make([][]byte, existing)
+	var unusable, evidence []HeldEvent
+	for k, l := range lines {
+		t := bytes.TrimSpace(l)
+		if i := match[k]; i >= 0 {
+			if lineAt[i] == nil {
+				lineAt[i] = t
 			}
+			continue
 		}
+		if len(t) == 0 {
+			continue
+		}
+		e, err := bplog.Parse(t)
+		var full []byte
+		if err == nil {
+			full, _, _, err = e.Encodings()
+		}
+		if err != nil {
+			unusable = append(unusable, HeldEvent{Reason: "unusable log line moved out when the log was reordered: " + err.Error(), Line: string(t)})
+			continue
+		}
+		i, ok := x.byID[e.ID]
+		switch {
+		case !ok:
+			unusable = append(unusable, HeldEvent{EventID: e.ID, Actor: e.Actor, KeyID: e.KeyID, Line: string(full),
+				Reason: "log line that is not a usable event moved out when the log was reordered"})
+		case x.hashes[i] != sha256.Sum256(full):
+			evidence = append(evidence, HeldEvent{EventID: e.ID, Actor: e.Actor, KeyID: e.KeyID, Line: string(full),
+				Reason: "same event_id as a held event with different content (fork evidence), moved out when the log was reordered"})
+		case lineAt[i] == nil:
+			lineAt[i] = full // held, but not stored canonically
+		}
+	}
+	// The new log and its index, in the new order, from what is known of
+	// each line: nothing is parsed again.
+	lineOf := func(p int) []byte {
+		if p < existing {
+			return lineAt[p]
+		}
+		return order[p-existing].line
+	}
+	size := 0
+	for _, p := range plan {
+		size += len(lineOf(p)) + 1
+	}
+	out := make([]byte, 0, size)
+	nx := newLogIndexSized(len(plan))
+	for _, p := range plan {
+		l := lineOf(p)
+		if l == nil {
+			return fmt.Errorf("bug: store: event %s missing when rewriting the log", x.items[p].ID)
+		}
+		out = append(out, l...)
+		out = append(out, '\n')
+		if p < existing {
+			nx.addItem(x.items[p], x.actors[p], x.hashes[p])
+		} else {
+			c := order[p-existing]
+			nx.add(c.e, c.hash)
+		}
+	}
+	if err := b.appendHeldLocked("forks", evidence); err != nil {
+		return err
 	}
 	if err := b.appendHeldLocked("quarantine", unusable); err != nil {
 		return err
 	}
-	if err := b.app.Replace(out.Bytes()); err != nil {
-		return err
+	// The bytes before the first changed line are the same in both logs,
+	// so a state snapshot taken within them still holds.
+	same := commonLinePrefix(old, out)
+	b.log.Debug("rewrite: new log built", "took", time.Since(t0))
+	// The new log is written and synced while the state is brought up to
+	// date from its bytes in memory; the state cache is written only once
+	// the log is in place.
+	replaced := make(chan error, 1)
+	go func() { replaced <- b.app.Replace(out) }()
+	serr := b.restateLocked(ctx, out, nx, same)
+	var cache []byte
+	if serr == nil {
+		b.log.Debug("rewrite: state", "took", time.Since(t0))
+		var err error
+		if cache, err = b.encodeCacheLocked(); err != nil {
+			b.log.Warn("state cache not written", "err", err)
+		}
+	}
+	if err := <-replaced; err != nil {
+		return b.reloadAfterFailureLocked(err)
+	}
+	b.log.Debug("rewrite: log replaced", "took", time.Since(t0))
+	if serr != nil {
+		return b.reloadAfterFailureLocked(serr)
 	}
 	if changed, err := b.applyKeyEventsInOrder(ids, added); err != nil {
 		return err
 	} else if changed {
 		b.keysChanged = true
 	}
-	b.state = nil
-	b.logSize, b.lines, b.entries, b.sinceCache = 0, 0, 0, 0
-	os.Remove(b.path(CachePath))
-	if err := b.load(ctx); err != nil {
-		return err
+	if cache != nil {
+		if err := b.installCacheLocked(cache); err != nil {
+			b.log.Warn("state cache not written", "err", err)
+		}
 	}
+	b.log.Debug("rewrite: cache", "took", time.Since(t0))
 	if err := b.writeDerivedLocked(); err != nil {
 		return err
 	}
+	b.log.Debug("rewrite: derived files", "took", time.Since(t0))
 	return b.publishLocked()
+}
+
+// commonLinePrefix returns the length of the longest run of whole lines
+// that a and b both start with.
+func commonLinePrefix(a, b []byte) int64 {
+	n := min(len(a), len(b))
+	i := 0
+	for i+8 <= n && string(a[i:i+8]) == string(b[i:i+8]) {
+		i += 8
+	}
+	for i < n && a[i] == b[i] {
+		i++
+	}
+	if i == len(a) && i == len(b) {
+		return int64(i)
+	}
+	return int64(bytes.LastIndexByte(a[:i], '\n') + 1)
+}
+
+// baseReplays counts the rewrites whose state replay started from the
+// base snapshot (for tests and debugging).
+var baseReplays atomic.Int64
+
+// restateLocked makes the in-memory state describe data, the log just
+// written in full, whose events nx indexes (one canonical event a line):
+// the reducer state is replayed from the base snapshot when the log did
+// not change before it (same bytes up to offset same), else from the
+// start; heads, the largest key and the prefix hash come from the index
+// and the bytes.
+func (b *Backpack) restateLocked(ctx context.Context, data []byte, nx *logIndex, same int64) error {
+	st := reducer.New()
+	var from int64
+	line, entries := 0, 0
+	if base := b.base; base != nil && base.offset <= same {
+		s, err := decodeReducer(base.data)
+		if err == nil {
+			b.log.Debug("rewrite: replaying from the state snapshot", "offset", base.offset, "of", len(data))
+			baseReplays.Add(1)
+			st, from, line, entries = s, base.offset, base.lines, base.entries
+		} else {
+			b.log.Warn("state snapshot unusable; replaying the whole log", "err", err)
+			b.base = nil
+		}
+	} else {
+		b.base = nil
+	}
+	target := baseTarget(int64(len(data)))
+	b.state = st
+	err := scan.Run(ctx, bytes.NewReader(data[from:]), scan.Options{Offset: from, FirstLine: line + 1}, func(it *scan.Item) error {
+		b.maybeBaseLocked(it.Offset, it.Number-1, entries, target, int64(len(data)))
+		if it.Err != nil {
+			return fmt.Errorf("bug: store: rewritten log line %d unusable: %w", it.Number, it.Err)
+		}
+		st.Apply(it.Value)
+		entries++
+		return nil
+	})
+	if err != nil {
+		b.state = nil
+		return err
+	}
+	b.state = st
+	b.index, b.indexScanned = nx, false
+	b.heads = make(map[string]Head, len(b.heads))
+	b.maxKey, b.maxKeyKnown = bplog.OrderItem{}, true
+	for i, it := range nx.items {
+		a := nx.actors[i]
+		b.heads[a] = Head{ID: it.ID, Events: b.heads[a].Events + 1}
+		if bplog.CompareKey(it, b.maxKey) > 0 {
+			b.maxKey = it
+		}
+	}
+	b.logHash = sha256.New()
+	b.logHash.Write(data)
+	b.logSize = int64(len(data))
+	b.lines, b.entries = len(nx.items), entries
+	b.badLines = nil
+	b.sinceCache = entries
+	return nil
 }
 
 // keepForkEvidenceLocked records both contents of one event_id.
@@ -874,4 +1090,34 @@ func (b *Backpack) mergeOwnLocked(lines [][]byte, evs []*bplog.Event) error {
 		order[i] = &candidate{e: e, line: lines[i], hash: sha256.Sum256(lines[i]), source: "this device"}
 	}
 	return b.mergeLocked(ctx, x, order, &IngestResult{})
+}
+
+// splitLines splits data at universal newlines (\n, \r\n or \r), as the
+// log reader does.
+func splitLines(data []byte) [][]byte {
+	out := make([][]byte, 0, bytes.Count(data, []byte{'\n'})+1)
+	if bytes.IndexByte(data, '\r') < 0 {
+		for len(data) > 0 {
+			i := bytes.IndexByte(data, '\n')
+			if i < 0 {
+				return append(out, data)
+			}
+			out = append(out, data[:i])
+			data = data[i+1:]
+		}
+		return out
+	}
+	for len(data) > 0 {
+		i := bytes.IndexAny(data, "\r\n")
+		if i < 0 {
+			out = append(out, data)
+			break
+		}
+		out = append(out, data[:i])
+		if data[i] == '\r' && i+1 < len(data) && data[i+1] == '\n' {
+			i++
+		}
+		data = data[i+1:]
+	}
+	return out
 }
