@@ -43,7 +43,7 @@ var allowed = map[string][]string{
 	"log":                    {"internal/canon"},
 	"reducer":                {"internal/canon"},
 	"internal/scan":          {"internal/canon", "log"},
-	"internal/store":         {"internal/canon", "internal/pytime", "internal/scan", "log", "merkle", "reducer"},
+	"internal/store":         {"bundles", "internal/canon", "internal/pytime", "internal/scan", "log", "merkle", "reducer"},
 	"internal/check":         {"internal/scan", "internal/store", "log", "merkle", "reducer"},
 	"internal/gen":           {"internal/canon", "internal/pytime", "internal/store", "log"},
 	"internal/cli":           {"bundles", "internal/canon", "internal/check", "internal/pytime", "internal/scan", "internal/store", "log", "reducer"},
