@@ -42,6 +42,7 @@ func statOf(fi fs.FileInfo) fileStat {
 type candidate struct {
 	r     *root
 	seen  fileStat  // the last stat taken
+	first time.Time // when it became a candidate
 	due   time.Time // when to look again
 	cause string
 }
@@ -84,14 +85,16 @@ func (w *Watcher) Run(ctx context.Context) error {
 		settle: time.NewTimer(time.Hour),
 	}
 	l.settle.Stop()
-	// A buffer lets the kernel queue drain while this goroutine scans.
-	l.fsw, l.fswErr = fsnotify.NewBufferedWatcher(256)
 	var events <-chan fsnotify.Event
 	var errs <-chan error
-	if l.fswErr != nil {
-		w.opts.Logger.Warn("watcher: inotify unavailable, polling every root", "err", l.fswErr)
-	} else {
-		events, errs = l.fsw.Events, l.fsw.Errors
+	if !w.opts.ForcePoll {
+		// A buffer lets the kernel queue drain while this goroutine scans.
+		l.fsw, l.fswErr = fsnotify.NewBufferedWatcher(256)
+		if l.fswErr != nil {
+			w.opts.Logger.Warn("watcher: inotify unavailable, polling every root", "err", l.fswErr)
+		} else {
+			events, errs = l.fsw.Events, l.fsw.Errors
+		}
 	}
 	defer l.close()
 
@@ -390,12 +393,27 @@ func (l *loop) event(ev fsnotify.Event) {
 
 // touch makes path a candidate that settles after Settle from now.
 func (l *loop) touch(r *root, path string, st fileStat, cause string) {
-	due := time.Now().Add(l.w.opts.Settle)
+	now := time.Now()
 	if c, ok := l.cands[path]; ok {
-		c.seen, c.due = st, due
+		c.seen, c.due = st, l.due(c, now)
 		return
 	}
-	l.cands[path] = &candidate{r: r, seen: st, due: due, cause: cause}
+	l.cands[path] = &candidate{r: r, seen: st, first: now, due: now.Add(l.w.opts.Settle), cause: cause}
+}
+
+// due is when to look at c again after a change seen at now: after
+// Settle, or at its MaxWait deadline if that comes first.
+func (l *loop) due(c *candidate, now time.Time) time.Time {
+	due := now.Add(l.w.opts.Settle)
+	if mw := l.w.opts.MaxWait; mw > 0 && c.first.Add(mw).Before(due) {
+		return c.first.Add(mw)
+	}
+	return due
+}
+
+// overdue reports whether c has waited MaxWait.
+func (l *loop) overdue(c *candidate, now time.Time) bool {
+	return l.w.opts.MaxWait > 0 && !now.Before(c.first.Add(l.w.opts.MaxWait))
 }
 
 // settleDue reports the candidates that stayed unchanged for Settle.
@@ -420,8 +438,8 @@ func (l *loop) settleDue(now time.Time) {
 			continue
 		}
 		st := statOf(fi)
-		if st != c.seen {
-			c.seen, c.due = st, now.Add(l.w.opts.Settle)
+		if st != c.seen && !l.overdue(c, now) {
+			c.seen, c.due = st, l.due(c, now)
 			continue
 		}
 		delete(l.cands, path)

@@ -47,6 +47,12 @@ type Options struct {
 	// Settle is how long a file must stay quiet, with the same size and
 	// modification time, before it is reported. Default DefaultSettle.
 	Settle time.Duration
+	// MaxWait, if positive, bounds how long a file that keeps changing
+	// waits: once it has been changing for MaxWait it is reported even if
+	// not quiet, then again after each further MaxWait. Useful for a log
+	// that is appended to without pause; zero waits for quiet, however
+	// long that takes.
+	MaxWait time.Duration
 	// Rescan is the interval of full rescans of watched roots, which
 	// catch what inotify missed. Default DefaultRescan; negative disables.
 	Rescan time.Duration
@@ -143,8 +149,8 @@ type request struct {
 // New returns a Watcher with opts, filling in defaults. It opens nothing:
 // Run does.
 func New(opts Options) (*Watcher, error) {
-	if opts.Settle < 0 || opts.Poll < 0 {
-		return nil, fmt.Errorf("watcher: negative Settle or Poll")
+	if opts.Settle < 0 || opts.Poll < 0 || opts.MaxWait < 0 {
+		return nil, fmt.Errorf("watcher: negative Settle, Poll or MaxWait")
 	}
 	if opts.Settle == 0 {
 		opts.Settle = DefaultSettle

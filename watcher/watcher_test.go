@@ -619,3 +619,33 @@ func TestRunStopsWithoutLeaks(t *testing.T) {
 		time.Sleep(10 * time.Millisecond)
 	}
 }
+
+func TestMaxWaitReportsABusyFile(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	w := newWatcher(t, watcher.Options{Settle: 300 * time.Millisecond, MaxWait: 600 * time.Millisecond})
+	c := run(t, w, map[string]int{dir: 0})
+	waitStatus(t, w, dir, "set up", func(s watcher.RootStatus) bool { return s.Mode == watcher.ModeWatching })
+
+	// A log appended to without ever pausing for Settle.
+	p := filepath.Join(dir, "events.ndjson")
+	f, err := os.Create(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	deadline := time.Now().Add(wait)
+	for len(c.all(p)) < 2 {
+		if time.Now().After(deadline) {
+			t.Fatalf("a file appended to every 20ms was reported %d times in %v", len(c.all(p)), wait)
+		}
+		if _, err := f.WriteString("{}\n"); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	got := c.all(p)
+	if got[0].Size >= got[1].Size {
+		t.Errorf("sizes %d then %d", got[0].Size, got[1].Size)
+	}
+}
