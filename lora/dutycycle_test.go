@@ -94,7 +94,7 @@ func TestBudgetProperty(t *testing.T) {
 		type span struct{ s, e time.Time }
 		var sent []span
 		now := t0
-		for range 2000 {
+		for range 600 {
 			n := 1 + rng.IntN(255)
 			if rng.IntN(4) == 0 {
 				now = now.Add(time.Duration(rng.Int64N(int64(region.Window / 4))))
