@@ -53,15 +53,21 @@ func decodeIndex(b []byte) (*logIndex, error) {
 	}
 	b = b[k:]
 	x := newLogIndexSized(int(min(n, uint64(len(b))/34)))
+	// Every string is a slice of one copy of the section: one allocation
+	// instead of four an event. Actors repeat: they are shared.
+	all := string(b)
+	pos := 0
 	str := func() (string, bool) {
 		l, k := binary.Uvarint(b)
 		if k <= 0 || l > uint64(len(b)-k) {
 			return "", false
 		}
-		s := string(b[k : k+int(l)])
+		s := all[pos+k : pos+k+int(l)]
 		b = b[k+int(l):]
+		pos += k + int(l)
 		return s, true
 	}
+	actors := map[string]string{}
 	for range n {
 		var it bplog.OrderItem
 		var ok [4]bool
@@ -77,6 +83,12 @@ func decodeIndex(b []byte) (*logIndex, error) {
 		var h [32]byte
 		copy(h[:], b[1:33])
 		b = b[33:]
+		pos += 33
+		if a, ok := actors[actor]; ok {
+			actor = a
+		} else if len(actors) < 1<<16 {
+			actors[actor] = actor
+		}
 		x.addItem(it, actor, h)
 	}
 	if len(b) != 0 {

@@ -7,6 +7,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"hash"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -91,20 +92,24 @@ type logIndex struct {
 	items    []bplog.OrderItem
 	actors   []string
 	hashes   [][32]byte
-	children map[string]string // actor + "\x00" + prev -> first child id
+	children map[childRef]string // first child id of each (actor, prev)
 }
 
 func newLogIndex() *logIndex {
-	return &logIndex{byID: map[string]int{}, children: map[string]string{}}
+	return &logIndex{byID: map[string]int{}, children: map[childRef]string{}}
 }
 
 // newLogIndexSized returns an empty index with room for n events.
 func newLogIndexSized(n int) *logIndex {
-	return &logIndex{byID: make(map[string]int, n), children: make(map[string]string, n),
+	return &logIndex{byID: make(map[string]int, n), children: make(map[childRef]string, n),
 		items: make([]bplog.OrderItem, 0, n), actors: make([]string, 0, n), hashes: make([][32]byte, 0, n)}
 }
 
-func childKey(actor, prev string) string { return actor + "\x00" + prev }
+// childRef names a position in an actor's chain: the events that follow
+// prev.
+type childRef struct{ actor, prev string }
+
+func childKey(actor, prev string) childRef { return childRef{actor, prev} }
 
 // holdsLine reports whether line is, byte for byte, the canonical line of
 // an event the index holds, without parsing it: the event id is found by
@@ -143,6 +148,7 @@ func (x *logIndex) add(e *bplog.Event, hash [32]byte) {
 }
 
 func (x *logIndex) addItem(it bplog.OrderItem, actor string, hash [32]byte) {
+	x.ensureMaps()
 	if _, dup := x.byID[it.ID]; dup {
 		return
 	}
@@ -156,9 +162,37 @@ func (x *logIndex) addItem(it bplog.OrderItem, actor string, hash [32]byte) {
 	}
 }
 
+// appendUnique adds an event known not to be in x yet, without touching
+// the lookup maps (which must not be built yet): for building an index in
+// bulk.
+func (x *logIndex) appendUnique(it bplog.OrderItem, actor string, hash [32]byte) {
+	x.items = append(x.items, it)
+	x.actors = append(x.actors, actor)
+	x.hashes = append(x.hashes, hash)
+}
+
+// ensureMaps builds the lookup maps of an index built in bulk.
+func (x *logIndex) ensureMaps() {
+	if x.byID != nil {
+		return
+	}
+	x.byID = make(map[string]int, len(x.items))
+	x.children = make(map[childRef]string, len(x.items))
+	for i, it := range x.items {
+		if _, dup := x.byID[it.ID]; !dup {
+			x.byID[it.ID] = i
+		}
+		k := childKey(x.actors[i], it.Prev)
+		if _, ok := x.children[k]; !ok {
+			x.children[k] = it.ID
+		}
+	}
+}
+
 // indexLocked returns the log index, building it if needed.
 func (b *Backpack) indexLocked(ctx context.Context) (*logIndex, error) {
 	if b.index != nil {
+		b.index.ensureMaps()
 		return b.index, nil
 	}
 	x := newLogIndex()
@@ -321,7 +355,7 @@ func (b *Backpack) ingestLocked(ctx context.Context, lines [][]byte, source stri
 
 	// Forks among the accepted: a second child of one predecessor, in
 	// the log or in this batch.
-	batchChild := map[string]string{}
+	batchChild := map[childRef]string{}
 	for _, c := range order {
 		k := childKey(c.e.Actor, c.e.Prev)
 		first, ok := x.children[k]
@@ -653,7 +687,9 @@ func (b *Backpack) rewriteLocked(ctx context.Context, x *logIndex, plan []int, o
 		size += len(lineOf(p)) + 1
 	}
 	out := make([]byte, 0, size)
-	nx := newLogIndexSized(len(plan))
+	// Its lookup maps are built when next needed (the rewrite itself and
+	// the state cache need only its arrays).
+	nx := &logIndex{items: make([]bplog.OrderItem, 0, len(plan)), actors: make([]string, 0, len(plan)), hashes: make([][32]byte, 0, len(plan))}
 	for _, p := range plan {
 		l := lineOf(p)
 		if l == nil {
@@ -662,10 +698,10 @@ func (b *Backpack) rewriteLocked(ctx context.Context, x *logIndex, plan []int, o
 		out = append(out, l...)
 		out = append(out, '\n')
 		if p < existing {
-			nx.addItem(x.items[p], x.actors[p], x.hashes[p])
+			nx.appendUnique(x.items[p], x.actors[p], x.hashes[p])
 		} else {
 			c := order[p-existing]
-			nx.add(c.e, c.hash)
+			nx.appendUnique(c.e.Item(), c.e.Actor, c.hash)
 		}
 	}
 	if err := b.appendHeldLocked("forks", evidence); err != nil {
@@ -761,6 +797,13 @@ func (b *Backpack) restateLocked(ctx context.Context, data []byte, nx *logIndex,
 	} else {
 		b.base = nil
 	}
+	// The new log's running hash, on another core meanwhile.
+	hashed := make(chan hash.Hash, 1)
+	go func() {
+		h := sha256.New()
+		h.Write(data)
+		hashed <- h
+	}()
 	target := baseTarget(int64(len(data)))
 	b.state = st
 	err := scan.Run(ctx, bytes.NewReader(data[from:]), scan.Options{Offset: from, FirstLine: line + 1}, func(it *scan.Item) error {
@@ -773,6 +816,7 @@ func (b *Backpack) restateLocked(ctx context.Context, data []byte, nx *logIndex,
 		return nil
 	})
 	if err != nil {
+		<-hashed
 		b.state = nil
 		return err
 	}
@@ -787,8 +831,7 @@ func (b *Backpack) restateLocked(ctx context.Context, data []byte, nx *logIndex,
 			b.maxKey = it
 		}
 	}
-	b.logHash = sha256.New()
-	b.logHash.Write(data)
+	b.logHash = <-hashed
 	b.logSize = int64(len(data))
 	b.lines, b.entries = len(nx.items), entries
 	b.badLines = nil
