@@ -23,7 +23,9 @@
 // time did not move across that period. A burst of writes thus becomes
 // one notice, and a file that keeps growing is reported only when it
 // stops (or pauses for longer than the settle period: writers that pause
-// should use a partial name and rename, which every sync tool does).
+// should use a partial name and rename, which every sync tool does). A
+// file that never goes quiet, such as a busy log, is reported every
+// [Options.MaxWait] if that is set.
 // Partial and temporary names are skipped by [Options.Ignore], which
 // defaults to [DefaultIgnore]; a write by temp file + rename is therefore
 // reported once, under its final name.
@@ -46,7 +48,11 @@
 // 9p and VM shared folders, AFS, Ceph, ...), detected from statfs(2)'s
 // f_type, is polled every [Options.Poll] instead (2 s by default), and
 // so is a root whose inotify watch could not be added (for example when
-// fs.inotify.max_user_watches is exhausted: mode "degraded").
+// fs.inotify.max_user_watches is exhausted: mode "degraded", retried at
+// each rescan), every root with [Options.ForcePoll], and a root added
+// with [Watcher.AddPolled]. A root whose directory does not exist (a
+// USB stick not plugged in) is "missing": its files are reported
+// removed, and it is looked for again every Poll.
 // [Watcher.Status] says, per root, which of these applies and why.
 //
 // # Delivery

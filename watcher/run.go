@@ -17,6 +17,7 @@ import (
 type root struct {
 	dir   string
 	depth int
+	poll  bool // AddPolled
 	mode  Mode
 	// forced: polled because of the filesystem type or ForcePoll, so
 	// rescans do not try inotify again (degraded roots do).
@@ -192,11 +193,14 @@ func (l *loop) requests() {
 		switch {
 		case q.remove:
 			l.drop(r)
+		case l.active[r.dir] == r && r.poll != q.poll:
+			r.depth, r.poll = q.depth, q.poll
+			l.setup(r, CauseRescan)
 		case l.active[r.dir] == r:
 			r.depth = q.depth
 			l.scan(r, CauseRescan)
 		default:
-			r.depth = q.depth
+			r.depth, r.poll = q.depth, q.poll
 			r.dirs = make(map[string]int)
 			r.known = make(map[string]fileStat)
 			l.active[r.dir] = r
@@ -220,8 +224,10 @@ func (l *loop) drop(r *root) {
 	delete(l.active, r.dir)
 }
 
-// setup decides how r is followed, then scans it.
+// setup decides how r is followed, then scans it. It starts afresh:
+// watches left from before are dropped, and the scan adds them again.
 func (l *loop) setup(r *root, cause string) {
+	l.unwatch(r, r.dir)
 	fi, err := os.Stat(r.dir)
 	if err == nil && !fi.IsDir() {
 		err = fmt.Errorf("%s is not a directory", r.dir)
@@ -239,6 +245,8 @@ func (l *loop) setup(r *root, cause string) {
 	switch {
 	case l.w.opts.ForcePoll:
 		r.mode, r.forced, reason = ModePolling, true, "polling: forced by options"
+	case r.poll:
+		r.mode, r.forced, reason = ModePolling, true, "polling: asked for this root"
 	case why != "":
 		r.mode, r.forced, reason = ModePolling, true, fmt.Sprintf("polling: %s filesystem; %s", name, why)
 	case l.fsw == nil:
@@ -261,8 +269,10 @@ func (l *loop) setup(r *root, cause string) {
 func (l *loop) missing(r *root, err error) {
 	l.unwatch(r, r.dir)
 	l.forgetUnder(r, r.dir, CauseRescan)
+	if r.mode != ModeMissing {
+		l.w.opts.Logger.Warn("watcher: root missing", "root", r.dir, "err", err)
+	}
 	r.mode = ModeMissing
-	l.w.opts.Logger.Warn("watcher: root missing", "root", r.dir, "err", err)
 	now := time.Now()
 	l.w.updateStatus(r, func(s *RootStatus) {
 		s.Mode, s.Reason, s.Poll = ModeMissing, "missing: "+err.Error(), l.w.opts.Poll

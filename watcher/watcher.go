@@ -143,7 +143,8 @@ const (
 type request struct {
 	r      *root
 	remove bool
-	depth  int // new depth, for an add of an existing root
+	depth  int  // the depth asked for
+	poll   bool // polling asked for (AddPolled)
 }
 
 // New returns a Watcher with opts, filling in defaults. It opens nothing:
@@ -182,7 +183,14 @@ func New(opts Options) (*Watcher, error) {
 // retried every Poll. Adding a root again changes its depth and rescans
 // it. A directory inside or above another root is refused with
 // ErrOverlap. Run sets the root up; Add itself only records it.
-func (w *Watcher) Add(dir string, depth int) error {
+func (w *Watcher) Add(dir string, depth int) error { return w.add(dir, depth, false) }
+
+// AddPolled is Add for a root that is always polled, whatever its
+// filesystem: for a mount that statfs cannot tell is shared. Adding an
+// existing root with Add or AddPolled switches it between the two.
+func (w *Watcher) AddPolled(dir string, depth int) error { return w.add(dir, depth, true) }
+
+func (w *Watcher) add(dir string, depth int, poll bool) error {
 	abs, err := filepath.Abs(dir)
 	if err != nil {
 		return fmt.Errorf("watcher: add %s: %w", dir, err)
@@ -194,7 +202,7 @@ func (w *Watcher) Add(dir string, depth int) error {
 	}
 	if r, ok := w.roots[abs]; ok {
 		r.st.Depth = depth
-		w.requestLocked(request{r: r, depth: depth})
+		w.requestLocked(request{r: r, depth: depth, poll: poll})
 		return nil
 	}
 	for other := range w.roots {
@@ -204,7 +212,7 @@ func (w *Watcher) Add(dir string, depth int) error {
 	}
 	r := &root{dir: abs, depth: depth, st: RootStatus{Root: abs, Depth: depth, Mode: ModeStarting}}
 	w.roots[abs] = r
-	w.requestLocked(request{r: r, depth: depth})
+	w.requestLocked(request{r: r, depth: depth, poll: poll})
 	return nil
 }
 

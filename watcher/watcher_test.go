@@ -649,3 +649,35 @@ func TestMaxWaitReportsABusyFile(t *testing.T) {
 		t.Errorf("sizes %d then %d", got[0].Size, got[1].Size)
 	}
 }
+
+func TestAddPolledAndBack(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	w := newWatcher(t, watcher.Options{Poll: 100 * time.Millisecond, Rescan: -1})
+	if err := w.AddPolled(dir, 0); err != nil {
+		t.Fatal(err)
+	}
+	c := run(t, w, nil)
+	s := waitStatus(t, w, dir, "polling", func(s watcher.RootStatus) bool { return s.Mode == watcher.ModePolling })
+	if s.Reason != "polling: asked for this root" {
+		t.Errorf("reason %q", s.Reason)
+	}
+	a := filepath.Join(dir, "a")
+	write(t, a, "a")
+	if got := c.waitPath(t, a); got.Cause != watcher.CausePoll {
+		t.Errorf("cause %q, want poll", got.Cause)
+	}
+
+	if err := w.Add(dir, 0); err != nil {
+		t.Fatal(err)
+	}
+	waitStatus(t, w, dir, "watching", func(s watcher.RootStatus) bool { return s.Mode == watcher.ModeWatching })
+	b := filepath.Join(dir, "b")
+	write(t, b, "b")
+	if got := c.waitPath(t, b); got.Cause != watcher.CauseEvent {
+		t.Errorf("cause %q, want event", got.Cause)
+	}
+	if n := len(c.all(a)); n != 1 {
+		t.Errorf("a reported %d times across the switch", n)
+	}
+}
