@@ -4,12 +4,9 @@ go 1.26
 
 require (
 	filippo.io/edwards25519 v1.2.0
+	github.com/creack/pty v1.1.24
+	github.com/fsnotify/fsnotify v1.10.1
 	github.com/klauspost/compress v1.20.3
-)
-
-require (
-	github.com/creack/pty v1.1.24 // indirect
-	github.com/fsnotify/fsnotify v1.10.1 // indirect
-	go.bug.st/serial v1.8.0 // indirect
-	golang.org/x/sys v0.43.0 // indirect
+	go.bug.st/serial v1.8.0
+	golang.org/x/sys v0.43.0
 )
