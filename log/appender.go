@@ -314,6 +314,39 @@ func (a *Appender) CutTo(off int64) ([]byte, error) {
 	return cut, nil
 }
 
+// ReplaceTail makes the file's bytes from off on be tail (which must end
+// with a line break): it truncates the file at off, writes tail and
+// fsyncs. The bytes before off are not touched. It is not atomic: the
+// caller keeps what it needs to finish or undo it after a crash.
+func (a *Appender) ReplaceTail(off int64, tail []byte) error {
+	if off < 0 || off > a.size {
+		return fmt.Errorf("log: replace from %d outside the file (%d bytes)", off, a.size)
+	}
+	if len(tail) > 0 && tail[len(tail)-1] != '\n' {
+		return errors.New("log: replacement does not end with a line break")
+	}
+	st, err := a.f.Stat()
+	if err != nil {
+		return err
+	}
+	if st.Size() != a.size {
+		return &ChangedError{Path: a.path, Want: a.size, Got: st.Size()}
+	}
+	if err := a.f.Truncate(off); err != nil {
+		return fmt.Errorf("replace the tail of %s: %w", a.path, err)
+	}
+	a.size, a.prev = off, off
+	if _, err := a.f.Write(tail); err != nil {
+		return fmt.Errorf("replace the tail of %s: %w", a.path, err)
+	}
+	if err := a.f.Sync(); err != nil {
+		return fmt.Errorf("replace the tail of %s: %w", a.path, err)
+	}
+	a.size = off + int64(len(tail))
+	a.prev = a.size
+	return nil
+}
+
 // Rollback cuts off the lines of the last Write.
 func (a *Appender) Rollback() {
 	a.size = a.prev

@@ -5,6 +5,7 @@ import (
 	"io"
 	"os"
 	"strings"
+	"time"
 
 	"github.com/backpack-field/backpack/internal/store"
 	bplog "github.com/backpack-field/backpack/log"
@@ -27,10 +28,12 @@ manifest, Merkle root, manifest.sig and state are rebuilt.`)
 		return err
 	}
 	defer f.Close()
+	t0 := time.Now()
 	lines, err := readLines(f)
 	if err != nil {
 		return err
 	}
+	e.logger().Debug("merge: read the remote log", "lines", len(lines), "took", time.Since(t0))
 	var res *store.IngestResult
 	err = withWriter(e, local, *key, func(b *store.Backpack) (err error) {
 		res, err = b.Ingest(e.ctx, lines, "merge:"+remote)

@@ -159,6 +159,10 @@ func Open(ctx context.Context, dir string, opts Options) (*Backpack, error) {
 		if err := b.openAppender(); err != nil {
 			return nil, err
 		}
+		if err := b.settleRewriteJournal(); err != nil {
+			b.Close()
+			return nil, err
+		}
 		if err := b.settleJournal(); err != nil {
 			b.Close()
 			return nil, err

@@ -718,7 +718,16 @@ func (b *Backpack) rewriteLocked(ctx context.Context, x *logIndex, plan []int, o
 	// date from its bytes in memory; the state cache is written only once
 	// the log is in place.
 	replaced := make(chan error, 1)
-	go func() { replaced <- b.app.Replace(out) }()
+	go func() {
+		// A tail that is the smaller part of the log is rewritten in
+		// place under the rewrite journal; otherwise the whole log is
+		// replaced through a temp file and rename.
+		if int64(len(old)) == b.app.Size() && same > int64(len(out))/2 {
+			replaced <- b.replaceTailLocked(old, out, same)
+			return
+		}
+		replaced <- b.app.Replace(out)
+	}()
 	serr := b.restateLocked(ctx, out, nx, same)
 	var cache []byte
 	if serr == nil {
