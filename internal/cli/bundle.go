@@ -1,10 +1,7 @@
 package cli
 
 import (
-	"bufio"
 	"bytes"
-	"crypto/ed25519"
-	"encoding/base64"
 	"errors"
 	"fmt"
 	"os"
@@ -128,12 +125,11 @@ trusts it.`)
 	refused := 0
 	err = withWriter(e, pos[0], *key, func(b *store.Backpack) error {
 		for _, file := range pos[1:] {
-			res, err := importOne(e, b, file)
+			res, err := b.ImportBundle(e.ctx, file)
 			if err != nil {
-				var re *refusedError
-				if errors.As(err, &re) {
+				if re, ok := errors.AsType[*store.RefusedError](err); ok {
 					refused++
-					fmt.Fprintf(e.stdout, "%s: REFUSED: %v\n", file, re.err)
+					fmt.Fprintf(e.stdout, "%s: REFUSED: %v\n", file, re.Err)
 					continue
 				}
 				return err
@@ -142,7 +138,7 @@ trusts it.`)
 				return err
 			}
 			if !*asJSON {
-				printSeen(e, pos[0], res.seen)
+				printSeen(e, pos[0], res.Seen)
 			}
 		}
 		return nil
@@ -154,112 +150,6 @@ trusts it.`)
 		return errFailed
 	}
 	return nil
-}
-
-// refusedError is a bundle refused as a whole.
-type refusedError struct{ err error }
-
-func (r *refusedError) Error() string { return r.err.Error() }
-
-// imported is what importOne did with one bundle.
-type imported struct {
-	*store.IngestResult
-	seen []store.SeenKey // keys recorded as seen
-}
-
-func importOne(e *env, b *store.Backpack, file string) (*imported, error) {
-	f, err := os.Open(file)
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	br := bufio.NewReader(f)
-	head, _ := br.Peek(8)
-	refuse := func(err error) (*imported, error) {
-		if qerr := b.QuarantineFile(file, err.Error()); qerr != nil {
-			return nil, errors.Join(err, qerr)
-		}
-		return nil, &refusedError{err}
-	}
-	where := file
-	if abs, err := filepath.Abs(file); err == nil {
-		where = abs
-	}
-	var offers []store.SeenOffer
-	var res *store.IngestResult
-	switch bundles.Sniff(head) {
-	case bundles.KindBackpack:
-		bd, err := bundles.Decode(br, bundles.Limits{})
-		if err != nil {
-			return refuse(err)
-		}
-		if bd.Header.UID != b.UID() {
-			return refuse(fmt.Errorf("bundle is for backpack %q, this is %q", bd.Header.UID, b.UID()))
-		}
-		source := filepath.Base(file) + " from " + bd.Header.SenderKeyID
-		switch err := bd.VerifySignature(b.Registry()); {
-		case errors.Is(err, bundles.ErrUnknownSender):
-			// A device this one does not trust yet (a new device, before
-			// `trust`): its bundle cannot be authenticated, but every event
-			// carries its own signature and is checked one by one; those by
-			// untrusted keys wait in the quarantine. When the bundle
-			// carries the sender's key, the header must verify with it,
-			// and the key is recorded as seen (not trusted).
-			source += " (sender not trusted)"
-			if bd.Header.SenderPublicKey != nil {
-				if err := bd.VerifyCarried(); err != nil {
-					return refuse(fmt.Errorf("the header does not verify with the sender key it carries: %w", err))
-				}
-				offers = append(offers, store.SeenOffer{Public: bd.Header.SenderPublicKey, Sender: true})
-			}
-		case err != nil:
-			return refuse(err)
-		}
-		if res, err = b.Ingest(e.ctx, bd.Events, source); err != nil {
-			return nil, err
-		}
-	case bundles.KindReference:
-		rb, err := bundles.DecodeReference(br, bundles.Limits{})
-		if err != nil {
-			return refuse(err)
-		}
-		if res, err = b.Ingest(e.ctx, rb.Events, filepath.Base(file)+" (provara_delta_v1)"); err != nil {
-			return nil, err
-		}
-		for _, r := range rb.Rejected {
-			res.Rejected = append(res.Rejected, store.HeldEvent{Reason: r.Error()})
-		}
-		offers = referenceOffers(rb.Keys)
-	default:
-		return refuse(errors.New("not a bundle (neither a backpack bundle nor a provara_delta_v1 file)"))
-	}
-	out := &imported{IngestResult: res}
-	if len(offers) > 0 {
-		seen, err := b.NoteSeenKeys(offers, where)
-		if err != nil {
-			return nil, err
-		}
-		out.seen = seen
-	}
-	return out, nil
-}
-
-// referenceOffers are the well-formed keys of a provara_delta_v1 header:
-// entries whose public_key_b64 is a 32-byte key and whose key_id, if
-// present, is that key's id. Untrusted: only recorded as seen.
-func referenceOffers(keys canon.Value) []store.SeenOffer {
-	var out []store.SeenOffer
-	for _, k := range keys.Elems() {
-		pub, err := base64.StdEncoding.DecodeString(k.Field("public_key_b64").Str())
-		if err != nil || len(pub) != ed25519.PublicKeySize {
-			continue
-		}
-		if id := k.Field("key_id").Str(); id != "" && id != bplog.KeyID(pub) {
-			continue
-		}
-		out = append(out, store.SeenOffer{Public: pub})
-	}
-	return out
 }
 
 // printSeen says which keys an import recorded as seen, and how to trust
