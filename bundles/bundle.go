@@ -82,14 +82,10 @@ func (h *Header) Full() bool { return len(h.Basis) == 0 }
 // value returns the header as a canonical object, without sig when
 // withSig is false.
 func (h *Header) value(withSig bool) canon.Value {
-	basis := h.Basis
-	if basis == nil {
-		basis = bplog.Frontier{}
-	}
-	sender := h.Sender
-	if sender == nil {
-		sender = bplog.Frontier{}
-	}
+	// Headers carry heads and counts only (ancestors are for negotiating
+	// a delta, not for describing one).
+	basis := h.Basis.WithoutAncestors()
+	sender := h.Sender.WithoutAncestors()
 	var b canon.ObjectBuilder
 	b.Set(fieldFormat, canon.StringValue(Format)).
 		Set(fieldUID, canon.StringValue(h.UID)).

@@ -23,6 +23,36 @@ const (
 type ActorHead struct {
 	Head  string `json:"head"`
 	Count int64  `json:"count"`
+	// Ancestors optionally name earlier events of the same chain (newest
+	// first, at counts Count-1, Count-2, Count-4, ...), so that a sender
+	// that does not hold Head can still find where the chains meet and
+	// send only what follows (see Ancestors).
+	Ancestors []Ancestor `json:"ancestors,omitempty"`
+}
+
+// Ancestor is an earlier event of an actor's chain: the event at position
+// Count (1-based) in the chain.
+type Ancestor struct {
+	Count int64  `json:"count"`
+	ID    string `json:"id"`
+}
+
+// maxAncestors bounds the ancestors of one actor in a parsed frontier
+// (2^64 events need 64).
+const maxAncestors = 64
+
+// AncestorCounts returns the chain positions a frontier names ancestors
+// at for a chain of count events: count-1, count-2, count-4, ... down to
+// 1, each once.
+func AncestorCounts(count int64) []int64 {
+	var out []int64
+	for step := int64(1); count-step >= 1 && len(out) < maxAncestors; step *= 2 {
+		out = append(out, count-step)
+	}
+	if n := len(out); n > 0 && out[n-1] != 1 && len(out) < maxAncestors {
+		out = append(out, 1)
+	}
+	return out
 }
 
 // Frontier (a state vector) says what a replica holds: per actor label,
@@ -38,6 +68,15 @@ func (f Frontier) Value() canon.Value {
 	for a, h := range f {
 		var o canon.ObjectBuilder
 		o.Set("head", canon.StringValue(h.Head)).Set("count", canon.IntValue(h.Count))
+		if len(h.Ancestors) > 0 {
+			anc := make([]canon.Value, len(h.Ancestors))
+			for i, x := range h.Ancestors {
+				var ao canon.ObjectBuilder
+				ao.Set("count", canon.IntValue(x.Count)).Set("id", canon.StringValue(x.ID))
+				anc[i] = ao.Value()
+			}
+			o.Set("ancestors", canon.ArrayValue(anc...))
+		}
 		actors.Set(a, o.Value())
 	}
 	var b canon.ObjectBuilder
@@ -93,7 +132,31 @@ func FrontierFromValue(v canon.Value) (Frontier, error) {
 		if head.Kind() != canon.String || !ok || count < 0 {
 			return nil, fmt.Errorf("%w: actor %q needs a string head and a non-negative integer count", ErrBadFrontier, m.Key)
 		}
-		f[m.Key] = ActorHead{Head: head.Str(), Count: count}
+		ah := ActorHead{Head: head.Str(), Count: count}
+		if anc := m.Value.Field("ancestors"); anc.Kind() != canon.Null {
+			if anc.Kind() != canon.Array || anc.Len() > maxAncestors {
+				return nil, fmt.Errorf("%w: actor %q: ancestors is not an array of at most %d members", ErrBadFrontier, m.Key, maxAncestors)
+			}
+			for _, x := range anc.Elems() {
+				c, ok := x.Field("count").Int64()
+				id := x.Field("id")
+				if !ok || c < 1 || c >= count || id.Kind() != canon.String {
+					return nil, fmt.Errorf("%w: actor %q: an ancestor needs an id and a count between 1 and the chain's", ErrBadFrontier, m.Key)
+				}
+				ah.Ancestors = append(ah.Ancestors, Ancestor{Count: c, ID: id.Str()})
+			}
+		}
+		f[m.Key] = ah
 	}
 	return f, nil
+}
+
+// WithoutAncestors returns f with only heads and counts (what bundle
+// headers carry).
+func (f Frontier) WithoutAncestors() Frontier {
+	out := make(Frontier, len(f))
+	for a, h := range f {
+		out[a] = ActorHead{Head: h.Head, Count: h.Count}
+	}
+	return out
 }

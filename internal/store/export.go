@@ -14,13 +14,13 @@ import (
 )
 
 // Delta returns, in log order, the events a replica holding since lacks:
-// for each actor, the events after the one since names as its head, and
-// all of the actor's events when since does not know the actor or names a
-// head this log does not hold at that count. The last case is the
-// receiver being ahead on the actor (normally its own), or a fork: a
-// frontier cannot tell them apart, so the whole chain is sent (duplicates
-// cost bytes, a missing event would cost convergence). A nil since means
-// everything. It never depends on file positions, so events merged in
+// for each actor, the events after the one since names as its head. When
+// this log does not hold that head at that count (the receiver is ahead on
+// the actor, normally its own, or the chains forked), the newest of the
+// frontier's ancestors that this log holds at the same count marks where
+// the chains meet, and what follows it is sent; without one, the actor's
+// whole chain (duplicates cost bytes, a missing event would cost
+// convergence). A nil since means everything. It never depends on file positions, so events merged in
 // from peers are included (the reference's --since misses them).
 func (b *Backpack) Delta(ctx context.Context, since bplog.Frontier) ([][]byte, error) {
 	f, err := os.Open(b.path(EventsPath))
@@ -47,7 +47,7 @@ func (b *Backpack) Delta(ctx context.Context, since bplog.Frontier) ([][]byte, e
 			return nil
 		}
 		pos[e.Actor]++
-		if h, ok := since[e.Actor]; ok && h.Head == e.ID && int64(pos[e.Actor]) == h.Count {
+		if h, ok := since[e.Actor]; ok && matchesAt(h, e.ID, int64(pos[e.Actor])) {
 			cut[e.Actor] = pos[e.Actor]
 		}
 		all = append(all, ev{e.Actor, full})
@@ -133,4 +133,18 @@ func (b *Backpack) StaticFiles(lim bundles.Limits) ([]bundles.File, error) {
 		out = append(out, bundles.File{Path: rel, Data: data})
 	}
 	return out, nil
+}
+
+// matchesAt reports whether the receiver's head h names id at chain
+// position count, as its head or as one of its ancestors.
+func matchesAt(h bplog.ActorHead, id string, count int64) bool {
+	if h.Head == id && h.Count == count {
+		return true
+	}
+	for _, a := range h.Ancestors {
+		if a.Count == count && a.ID == id {
+			return true
+		}
+	}
+	return false
 }

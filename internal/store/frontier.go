@@ -1,6 +1,10 @@
 package store
 
-import bplog "github.com/backpack-field/backpack/log"
+import (
+	"context"
+
+	bplog "github.com/backpack-field/backpack/log"
+)
 
 // Frontier returns what this replica holds: per actor, its newest event
 // in log order and how many of its events the log has.
@@ -16,4 +20,35 @@ func (b *Backpack) frontierLocked() bplog.Frontier {
 		f[a] = bplog.ActorHead{Head: h.ID, Count: int64(h.Events)}
 	}
 	return f
+}
+
+// FrontierWithAncestors is Frontier with, per actor, the ids of earlier
+// events of its chain at counts n-1, n-2, n-4, ... (bplog.AncestorCounts):
+// what a device publishes for peers to compute its delta, so that a peer
+// that lacks its newest events (it is ahead) still sends only what follows
+// the point where their chains meet.
+func (b *Backpack) FrontierWithAncestors(ctx context.Context) (bplog.Frontier, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	x, err := b.indexLocked(ctx)
+	if err != nil {
+		return nil, err
+	}
+	f := b.frontierLocked()
+	chains := make(map[string][]string, len(f))
+	for i, it := range x.items {
+		a := x.actors[i]
+		chains[a] = append(chains[a], it.ID)
+	}
+	for a, h := range f {
+		ids := chains[a]
+		if int64(len(ids)) != h.Count || len(ids) == 0 || ids[len(ids)-1] != h.Head {
+			continue // lines the index leaves out: heads only
+		}
+		for _, c := range bplog.AncestorCounts(h.Count) {
+			h.Ancestors = append(h.Ancestors, bplog.Ancestor{Count: c, ID: ids[c-1]})
+		}
+		f[a] = h
+	}
+	return f, nil
 }

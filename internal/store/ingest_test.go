@@ -208,8 +208,44 @@ func TestDeltaWhenReceiverIsAheadOrForked(t *testing.T) {
 	if len(lines) != 4 {
 		t.Fatalf("delta has %d events, want 4", len(lines))
 	}
+	// With ancestors in a's frontier, b finds where the chains meet (a's
+	// third north event, which b holds at the same count) and sends only
+	// south's event.
+	ra, err = store.Open(context.Background(), a, store.Options{ReadOnly: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	fwa, err := ra.FrontierWithAncestors(context.Background())
+	ra.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if h := fwa["north"]; h.Count < 5 || len(h.Ancestors) == 0 {
+		t.Fatalf("north in a's frontier: %+v", h)
+	}
+	parsed, err := bplog.ParseFrontier(fwa.Encode())
+	if err != nil || len(parsed["north"].Ancestors) != len(fwa["north"].Ancestors) {
+		t.Fatalf("frontier with ancestors does not round-trip: %v", err)
+	}
+	short, err := rb.Delta(context.Background(), parsed)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(short) != 1 {
+		t.Fatalf("delta against a frontier with ancestors has %d events, want 1 (south's)", len(short))
+	}
 	res := ingest(t, a, key, lines, "delta")
 	if len(res.Applied) != 1 || res.Duplicates != 3 || len(res.Pending) != 0 {
 		t.Fatalf("applied %v duplicates %d pending %d", res.Applied, res.Duplicates, len(res.Pending))
+	}
+}
+
+func TestAncestorCounts(t *testing.T) {
+	for n, want := range map[int64][]int64{
+		0: nil, 1: nil, 2: {1}, 3: {2, 1}, 5: {4, 3, 1}, 9: {8, 7, 5, 1}, 100: {99, 98, 96, 92, 84, 68, 36, 1},
+	} {
+		if got := bplog.AncestorCounts(n); fmt.Sprint(got) != fmt.Sprint(want) {
+			t.Errorf("AncestorCounts(%d) = %v, want %v", n, got, want)
+		}
 	}
 }
