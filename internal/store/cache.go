@@ -225,10 +225,26 @@ func (b *Backpack) encodeCacheLocked() ([]byte, error) {
 
 // installCacheLocked writes the state cache encodeCacheLocked made.
 func (b *Backpack) installCacheLocked(data []byte) error {
-	if err := os.MkdirAll(b.path("state"), 0o755); err != nil {
+	commit, err := b.stageCache(data)
+	if err != nil {
 		return err
 	}
-	if err := writeFileAtomic(b.path(CachePath), data, 0o644); err != nil {
+	return b.commitCacheLocked(commit, data)
+}
+
+// stageCache writes the cache's bytes to a synced temp file (it touches
+// nothing the lock guards, so it may run beside other work); the returned
+// function puts it in place.
+func (b *Backpack) stageCache(data []byte) (func() error, error) {
+	if err := os.MkdirAll(b.path("state"), 0o755); err != nil {
+		return nil, err
+	}
+	return stageFile(b.path(CachePath), data, 0o644)
+}
+
+// commitCacheLocked puts a staged cache in place.
+func (b *Backpack) commitCacheLocked(commit func() error, data []byte) error {
+	if err := commit(); err != nil {
 		return err
 	}
 	b.files.remember(b.path(CachePath), CachePath, data)

@@ -730,14 +730,20 @@ func (b *Backpack) rewriteLocked(ctx context.Context, x *logIndex, plan []int, o
 	}()
 	serr := b.restateLocked(ctx, out, nx, same)
 	var cache []byte
+	var commitCache func() error
 	if serr == nil {
 		b.log.Debug("rewrite: state", "took", time.Since(t0))
 		var err error
-		if cache, err = b.encodeCacheLocked(); err != nil {
+		if cache, err = b.encodeCacheLocked(); err == nil {
+			commitCache, err = b.stageCache(cache)
+		}
+		if err != nil {
 			b.log.Warn("state cache not written", "err", err)
 		}
 	}
 	if err := <-replaced; err != nil {
+		// The staged cache is never put in place; its temp file goes at
+		// the next writer's open.
 		return b.reloadAfterFailureLocked(err)
 	}
 	b.log.Debug("rewrite: log replaced", "took", time.Since(t0))
@@ -749,8 +755,8 @@ func (b *Backpack) rewriteLocked(ctx context.Context, x *logIndex, plan []int, o
 	} else if changed {
 		b.keysChanged = true
 	}
-	if cache != nil {
-		if err := b.installCacheLocked(cache); err != nil {
+	if commitCache != nil {
+		if err := b.commitCacheLocked(commitCache, cache); err != nil {
 			b.log.Warn("state cache not written", "err", err)
 		}
 	}

@@ -91,33 +91,51 @@ func safeName(s string) string {
 // directory, fsyncs it, renames it over path and fsyncs the directory, so
 // a crash leaves either the old or the new file.
 func writeFileAtomic(path string, data []byte, perm os.FileMode) error {
-	dir := filepath.Dir(path)
-	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp-*")
+	commit, err := stageFile(path, data, perm)
 	if err != nil {
 		return err
 	}
+	return commit()
+}
+
+// stageFile is the first half of writeFileAtomic: it writes data to a
+// synced temp file beside path and returns the second half, which renames
+// it over path and syncs the directory (or, given false, removes the temp
+// file instead).
+func stageFile(path string, data []byte, perm os.FileMode) (func() error, error) {
+	dir := filepath.Dir(path)
+	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp-*")
+	if err != nil {
+		return nil, err
+	}
 	tmp := f.Name()
-	defer os.Remove(tmp) // no-op after a successful rename
-	if _, err := f.Write(data); err != nil {
+	fail := func(err error) (func() error, error) {
 		f.Close()
-		return err
+		os.Remove(tmp)
+		return nil, err
+	}
+	if _, err := f.Write(data); err != nil {
+		return fail(err)
 	}
 	if err := f.Chmod(perm); err != nil {
-		f.Close()
-		return err
+		return fail(err)
 	}
 	if err := f.Sync(); err != nil {
-		f.Close()
-		return err
+		return fail(err)
 	}
 	if err := f.Close(); err != nil {
-		return err
+		os.Remove(tmp)
+		return nil, err
 	}
-	if err := os.Rename(tmp, path); err != nil {
-		return err
-	}
-	return syncDir(dir)
+	return func() error {
+		if err := os.Rename(tmp, path); err != nil {
+			os.Remove(tmp)
+			return err
+		}
+		return syncDir(dir)
+	}, nil
 }
+
 
 // fileWrite is one file for writeFilesAtomic.
 type fileWrite struct {
