@@ -136,7 +136,6 @@ func stageFile(path string, data []byte, perm os.FileMode) (func() error, error)
 	}, nil
 }
 
-
 // fileWrite is one file for writeFilesAtomic.
 type fileWrite struct {
 	path string
