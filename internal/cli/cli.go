@@ -14,6 +14,7 @@ import (
 	"path/filepath"
 	"sort"
 
+	"github.com/backpack-field/backpack/internal/agent"
 	"github.com/backpack-field/backpack/internal/store"
 	bplog "github.com/backpack-field/backpack/log"
 )
@@ -61,7 +62,7 @@ func exitCode(err error) int {
 		return ExitUsage
 	case errors.Is(err, store.ErrNotBackpack), errors.Is(err, os.ErrNotExist):
 		return ExitNotFound
-	case errors.Is(err, bplog.ErrLocked):
+	case errors.Is(err, bplog.ErrLocked), errors.Is(err, agent.ErrAgentRunning):
 		return ExitLocked
 	case errors.Is(err, store.ErrNoKey):
 		return ExitNoKey
@@ -74,6 +75,8 @@ func hint(err error) string {
 	switch {
 	case errors.Is(err, bplog.ErrLocked):
 		return "another backpack process (an agent or a running command) holds the lock; wait for it or stop it"
+	case errors.Is(err, agent.ErrAgentRunning):
+		return "one agent per backpack: stop the running one first, or ask it with `backpack status`"
 	case errors.Is(err, store.ErrNoKey):
 		return "pass --key FILE (the key file `backpack init` wrote) or set BACKPACK_KEY"
 	case errors.Is(err, store.ErrNotBackpack):
@@ -135,6 +138,8 @@ func commands() []command {
 		{"join", "make a new device of an existing backpack, with its own key", runJoin},
 		{"trust", "trust another device's key (a signed key event every replica applies)", runTrust},
 		{"fence", "create or check a fencing token (stale once the log advances)", runFence},
+		{"agent", "sync with other devices through peer folders, until stopped", runAgent},
+		{"status", "show sync status (from the running agent, or the backpack)", runStatus},
 		{"demo", "run a field scenario in a temporary directory", runDemo},
 	}
 }

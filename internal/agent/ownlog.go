@@ -1,0 +1,148 @@
+package agent
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"fmt"
+	"io"
+	"os"
+
+	"github.com/backpack-field/backpack/internal/store"
+	bplog "github.com/backpack-field/backpack/log"
+)
+
+// tailWindow is how many bytes before the end of what the agent has seen
+// of events.ndjson it fingerprints to notice a rewrite.
+const tailWindow = 64 << 10
+
+// ownLog follows the backpack's events.ndjson between passes, to check
+// lines other programs append (`provara append`, `cat >>`) before the
+// store absorbs them. Only touched by the agent's loop goroutine.
+type ownLog struct {
+	path  string
+	size  int64    // bytes seen (ends at a line end)
+	tail  [32]byte // SHA-256 of the tailWindow bytes before size
+	lines int
+	heads map[string]string // actor -> last event id in file order
+	reg   *bplog.Registry
+}
+
+// logProblem is one problem found in lines another program wrote.
+type logProblem struct {
+	Rewritten bool
+	Offset    int64
+	Message   string
+}
+
+// reset takes the store's view after a pass as the new baseline.
+func (o *ownLog) reset(b *store.Backpack) error {
+	snap := b.Snapshot()
+	o.size = snap.LogSize
+	o.heads = map[string]string{}
+	for a, h := range snap.Heads {
+		o.heads[a] = h.ID
+	}
+	o.reg = b.Registry()
+	t, err := o.tailHash(o.size)
+	o.tail = t
+	return err
+}
+
+func (o *ownLog) tailHash(size int64) ([32]byte, error) {
+	f, err := os.Open(o.path)
+	if err != nil {
+		return [32]byte{}, err
+	}
+	defer f.Close()
+	start := max(0, size-tailWindow)
+	buf := make([]byte, size-start)
+	if _, err := f.ReadAt(buf, start); err != nil && err != io.EOF {
+		return [32]byte{}, err
+	}
+	return sha256.Sum256(buf), nil
+}
+
+// check looks at the log as it is now. It returns whether it changed
+// since the baseline, and the problems with what changed. Lines it
+// checked become part of the baseline, so each problem is reported once.
+func (o *ownLog) check() (changed bool, problems []logProblem, err error) {
+	if o.reg == nil {
+		return false, nil, nil // no baseline yet: the first pass sets it
+	}
+	st, err := os.Stat(o.path)
+	if err != nil {
+		return false, nil, err
+	}
+	size := st.Size()
+	if size < o.size {
+		problems = append(problems, logProblem{Rewritten: true, Message: fmt.Sprintf("events.ndjson was rewritten by another program (it shrank from %d to %d bytes)", o.size, size)})
+		o.size, o.tail = size, [32]byte{}
+		o.tail, _ = o.tailHash(size)
+		return true, problems, nil
+	}
+	if t, err := o.tailHash(o.size); err != nil {
+		return false, nil, err
+	} else if t != o.tail {
+		problems = append(problems, logProblem{Rewritten: true, Message: "events.ndjson was rewritten by another program (bytes already seen changed)"})
+		o.size = size
+		o.tail, _ = o.tailHash(size)
+		return true, problems, nil
+	}
+	if size == o.size {
+		return false, nil, nil
+	}
+	f, err := os.Open(o.path)
+	if err != nil {
+		return false, nil, err
+	}
+	defer f.Close()
+	buf := make([]byte, size-o.size)
+	if _, err := f.ReadAt(buf, o.size); err != nil && err != io.EOF {
+		return false, nil, err
+	}
+	end := bytes.LastIndexByte(buf, '\n')
+	if end < 0 {
+		return false, nil, nil // a line in the making: wait for its newline
+	}
+	off := o.size
+	for _, line := range bytes.SplitAfter(buf[:end+1], []byte("\n")) {
+		if len(line) == 0 {
+			continue
+		}
+		if msg := o.checkLine(bytes.TrimRight(line, "\r\n")); msg != "" {
+			problems = append(problems, logProblem{Offset: off, Message: fmt.Sprintf("events.ndjson: line appended by another program at offset %d: %s", off, msg)})
+		}
+		off += int64(len(line))
+	}
+	o.size = off
+	o.tail, err = o.tailHash(o.size)
+	return true, problems, err
+}
+
+// checkLine verifies one appended line: an event, its id, its signature
+// by a key of the backpack, and its place in its actor's chain. It
+// returns "" when the line is good.
+func (o *ownLog) checkLine(line []byte) string {
+	if len(bytes.TrimSpace(line)) == 0 {
+		return ""
+	}
+	e, err := bplog.Parse(line)
+	if err != nil {
+		return "not an event: " + err.Error()
+	}
+	if _, _, err := e.CheckID(); err != nil {
+		return "event " + e.ID + ": " + err.Error()
+	}
+	pub, err := o.reg.Resolve(e.KeyID)
+	if err != nil {
+		return fmt.Sprintf("event %s: key %q: %v", e.ID, e.KeyID, err)
+	}
+	if err := e.VerifySignature(pub); err != nil {
+		return "event " + e.ID + ": " + err.Error()
+	}
+	if head := o.heads[e.Actor]; e.Prev != head {
+		return fmt.Sprintf("event %s: prev_event_hash %q is not actor %s's head %q (a fork or a gap)", e.ID, e.Prev, e.Actor, head)
+	}
+	o.heads[e.Actor] = e.ID
+	return ""
+}

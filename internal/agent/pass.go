@@ -1,0 +1,484 @@
+package agent
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"sort"
+	"time"
+
+	"github.com/backpack-field/backpack/bundles"
+	"github.com/backpack-field/backpack/internal/pytime"
+	"github.com/backpack-field/backpack/internal/store"
+	bplog "github.com/backpack-field/backpack/log"
+)
+
+// pass opens the store, syncs every peer folder, publishes the status and
+// closes the store. store.ErrLocked means another process writes the
+// backpack: the caller retries.
+func (a *Agent) pass(ctx context.Context) (err error) {
+	// Lines other programs appended are checked before the store absorbs
+	// them.
+	if _, problems, cerr := a.own.check(); cerr == nil {
+		for _, p := range problems {
+			a.noteError("events.ndjson", errors.New(p.Message))
+		}
+	}
+	b, err := store.Open(ctx, a.dir, store.Options{KeyFile: a.opts.KeyFile, Logger: a.log})
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if cerr := b.Close(); err == nil {
+			err = cerr
+		}
+	}()
+	key, err := b.SigningKey()
+	if err != nil {
+		return err
+	}
+	a.keyID = key.ID
+	t0 := time.Now()
+	var peers []PeerStatus
+	in, out := 0, 0
+	for _, root := range a.peers {
+		ps, n, m, err := a.passFolder(ctx, b, key, root)
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		if err != nil {
+			if a.folderErr[root] != err.Error() {
+				a.noteError(root, err)
+			}
+			a.folderErr[root] = err.Error()
+		} else {
+			delete(a.folderErr, root)
+		}
+		peers = append(peers, ps...)
+		in += n
+		out += m
+	}
+	if err := a.ledger.Save(a.ledgerPath()); err != nil {
+		return err
+	}
+	if err := a.own.reset(b); err != nil {
+		return err
+	}
+	a.passes++
+	a.peerStat = peers
+	a.count(in, out)
+	s := a.baseStatus()
+	s.Agent.LastPass = time.Now().UTC()
+	if err := fillBackpack(s, b); err != nil {
+		return err
+	}
+	s.Verdict = verdict(s)
+	a.publish(s)
+	if in+out > 0 {
+		a.log.Info("pass", "events_in", in, "events_out", out, "events", s.Backpack.Events, "took", time.Since(t0))
+	} else {
+		a.log.Debug("pass", "took", time.Since(t0))
+	}
+	return nil
+}
+
+// ownPeerDir is our directory in the peer folder root.
+func (a *Agent) ownPeerDir(root string) string {
+	if a.keyID == "" {
+		return filepath.Join(BackpackDir(root, a.uid), "\x00") // matches nothing yet
+	}
+	return filepath.Join(BackpackDir(root, a.uid), a.keyID)
+}
+
+// peerDev is another device's directory, as read in one pass.
+type peerDev struct {
+	name  string
+	dev   *Device
+	front *PeerFrontier
+	st    PeerStatus
+}
+
+// passFolder syncs one peer folder: import, export, frontier, cleanup. It
+// returns the status of the devices heard from and the events imported
+// and exported.
+func (a *Agent) passFolder(ctx context.Context, b *store.Backpack, key bplog.PrivateKey, root string) ([]PeerStatus, int, int, error) {
+	if st, err := os.Stat(root); err != nil || !st.IsDir() {
+		return nil, 0, 0, fmt.Errorf("peer folder %s is not reachable", root)
+	}
+	fs := a.ledger.Folder(root)
+	bd := BackpackDir(root, a.uid)
+	mine := filepath.Join(bd, key.ID)
+	if err := os.MkdirAll(filepath.Join(mine, "bundles"), 0o755); err != nil {
+		return nil, 0, 0, err
+	}
+	dev := Device{UID: a.uid, KeyID: key.ID, Public: key.Public(), Actor: b.Actor()}
+	if err := writeIfChanged(filepath.Join(mine, "device.json"), dev.Encode()); err != nil {
+		return nil, 0, 0, err
+	}
+
+	// 1-2: the other devices, and their bundles.
+	entries, err := os.ReadDir(bd)
+	if err != nil {
+		return nil, 0, 0, err
+	}
+	reg := b.Registry()
+	var peers []*peerDev
+	in := 0
+	for _, e := range entries {
+		if !e.IsDir() || e.Name() == key.ID || e.Name()[0] == '.' {
+			continue
+		}
+		p := &peerDev{name: e.Name(), st: PeerStatus{KeyID: e.Name(), Folder: root}}
+		peers = append(peers, p)
+		dir := filepath.Join(bd, e.Name())
+		if err := p.read(dir, a.uid); err != nil {
+			p.st.LastError = err.Error()
+		} else {
+			p.st.Actor = p.dev.Actor
+			p.st.LastContact = p.front.UpdatedAt
+			if k, ok := reg.Key(p.dev.KeyID); ok && k.Status != bplog.StatusRevoked {
+				p.st.Trusted = true
+			}
+		}
+		n, err := a.importFrom(ctx, b, fs, dir, p)
+		in += n
+		if err != nil {
+			return nil, in, 0, err
+		}
+	}
+
+	// 3: export what the devices heard from lack.
+	ours := b.Frontier()
+	var lists [][]string
+	var deltas []map[string]bool
+	var basis []bplog.Frontier
+	lineOf := map[string][]byte{}
+	for _, p := range peers {
+		if p.front == nil {
+			continue
+		}
+		lines, err := b.Delta(ctx, p.front.Frontier)
+		if err != nil {
+			return nil, in, 0, err
+		}
+		ids := make([]string, 0, len(lines))
+		set := make(map[string]bool, len(lines))
+		for _, l := range lines {
+			e, err := bplog.Parse(l)
+			if err != nil {
+				continue
+			}
+			ids = append(ids, e.ID)
+			set[e.ID] = true
+			lineOf[e.ID] = l
+		}
+		p.st.TheyLack = len(ids)
+		p.st.WeLack = weLack(ours, p.front.Frontier)
+		lists = append(lists, ids)
+		deltas = append(deltas, set)
+		basis = append(basis, p.front.Frontier)
+	}
+	if err := a.syncExported(fs, mine); err != nil {
+		return nil, in, 0, err
+	}
+	out := 0
+	if len(lists) > 0 {
+		order := lists[0]
+		if len(lists) > 1 {
+			all, err := b.Delta(ctx, bplog.Frontier{})
+			if err != nil {
+				return nil, in, 0, err
+			}
+			order = order[:0:0]
+			for _, l := range all {
+				if e, err := bplog.Parse(l); err == nil && lineOf[e.ID] != nil {
+					order = append(order, e.ID)
+				}
+			}
+		}
+		ids := exportIDs(order, lists, fs.carried())
+		if len(ids) > 0 {
+			if err := a.export(b, key, fs, mine, ids, lineOf, ours, exportBasis(basis)); err != nil {
+				return nil, in, 0, err
+			}
+			out = len(ids)
+		}
+	}
+
+	// 4: our frontier.
+	if err := a.writeFrontier(fs, mine, key, ours); err != nil {
+		return nil, in, out, err
+	}
+
+	// 5: cleanup.
+	if a.opts.KeepBundles == "auto" {
+		kept := fs.Exported[:0]
+		for _, e := range fs.Exported {
+			if removable(e.EventIDs, deltas) {
+				if err := os.Remove(filepath.Join(mine, "bundles", e.Name)); err != nil && !errors.Is(err, os.ErrNotExist) {
+					return nil, in, out, err
+				}
+				a.log.Info("removed our bundle every device holds", "folder", root, "bundle", e.Name)
+				continue
+			}
+			kept = append(kept, e)
+		}
+		fs.Exported = kept
+	}
+	var st []PeerStatus
+	for _, p := range peers {
+		p.st.BundlesOut = len(fs.Exported)
+		st = append(st, p.st)
+	}
+	return st, in, out, nil
+}
+
+// read reads and checks device.json and frontier.json in dir.
+func (p *peerDev) read(dir, uid string) error {
+	data, err := os.ReadFile(filepath.Join(dir, "device.json"))
+	if err != nil {
+		return err
+	}
+	d, err := ParseDevice(data)
+	if err != nil {
+		return err
+	}
+	if d.UID != uid || d.KeyID != p.name {
+		return fmt.Errorf("%w: device.json names backpack %q key %s in directory %s", ErrBadPeerFile, d.UID, d.KeyID, p.name)
+	}
+	p.dev = d
+	data, err = os.ReadFile(filepath.Join(dir, "frontier.json"))
+	if err != nil {
+		return err
+	}
+	f, err := VerifyFrontier(data, d)
+	if err != nil {
+		return err
+	}
+	if f.UID != uid {
+		return fmt.Errorf("%w: frontier.json is for backpack %q", ErrBadPeerFile, f.UID)
+	}
+	p.front = f
+	return nil
+}
+
+// importFrom imports the bundles in dir/bundles the ledger has not seen.
+func (a *Agent) importFrom(ctx context.Context, b *store.Backpack, fs *FolderState, dir string, p *peerDev) (int, error) {
+	entries, err := os.ReadDir(filepath.Join(dir, "bundles"))
+	if errors.Is(err, os.ErrNotExist) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, err
+	}
+	in := 0
+	for _, e := range entries {
+		if _, ok := ParseBundleName(e.Name()); !ok || !e.Type().IsRegular() {
+			continue
+		}
+		path := filepath.Join(dir, "bundles", e.Name())
+		info, err := e.Info()
+		if err != nil {
+			continue // gone meanwhile
+		}
+		k := p.name + "/" + e.Name()
+		seen := fs.Seen[k]
+		if seen != nil && seen.Size == info.Size() && seen.ModTime.Equal(info.ModTime()) {
+			p.st.BundlesIn++
+			continue
+		}
+		sum, err := hashFile(path)
+		if err != nil {
+			continue
+		}
+		if seen != nil && seen.Size == info.Size() && seen.SHA256 == sum {
+			seen.ModTime = info.ModTime()
+			p.st.BundlesIn++
+			continue
+		}
+		rec := &SeenBundle{Size: info.Size(), SHA256: sum, ModTime: info.ModTime(), ImportedAt: time.Now().UTC()}
+		res, err := b.ImportBundle(ctx, path)
+		if re, ok := errors.AsType[*store.RefusedError](err); ok {
+			rec.Refused = re.Err.Error()
+			a.noteError(path, fmt.Errorf("bundle refused (kept in the quarantine): %w", re.Err))
+		} else if err != nil {
+			return in, err
+		} else {
+			rec.Applied, rec.Duplicates = len(res.Applied), res.Duplicates
+			rec.Pending, rec.Quarantined, rec.Rejected = len(res.Pending), len(res.Quarantined), len(res.Rejected)
+			in += len(res.Applied)
+			a.tp.BundlesIn++
+			for _, f := range res.Forks {
+				a.log.Warn("fork", "bundle", path, "fork", f.String())
+			}
+			a.log.Info("imported", "bundle", path, "applied", rec.Applied, "duplicates", rec.Duplicates,
+				"pending", rec.Pending, "quarantined", rec.Quarantined, "rejected", rec.Rejected)
+		}
+		fs.Seen[k] = rec
+		p.st.BundlesIn++
+	}
+	return in, nil
+}
+
+// syncExported makes the ledger's list of our bundles match our bundles
+// directory: entries whose file is gone are dropped, files the ledger
+// does not know (a lost ledger) are read for their event ids, and NextSeq
+// moves past every name in use.
+func (a *Agent) syncExported(fs *FolderState, mine string) error {
+	entries, err := os.ReadDir(filepath.Join(mine, "bundles"))
+	if err != nil {
+		return err
+	}
+	present := map[string]bool{}
+	for _, e := range entries {
+		seq, ok := ParseBundleName(e.Name())
+		if !ok {
+			continue
+		}
+		present[e.Name()] = true
+		fs.NextSeq = max(fs.NextSeq, seq+1)
+	}
+	kept := fs.Exported[:0]
+	known := map[string]bool{}
+	for _, e := range fs.Exported {
+		if present[e.Name] {
+			kept = append(kept, e)
+			known[e.Name] = true
+		}
+	}
+	fs.Exported = kept
+	for _, name := range sortedKeys(present) {
+		if known[name] {
+			continue
+		}
+		ids, size, err := bundleIDs(filepath.Join(mine, "bundles", name))
+		if err != nil {
+			a.noteError(name, err)
+			continue
+		}
+		seq, _ := ParseBundleName(name)
+		fs.Exported = append(fs.Exported, &ExportedBundle{Name: name, Seq: seq, Size: size, EventIDs: ids})
+	}
+	sort.Slice(fs.Exported, func(i, j int) bool { return fs.Exported[i].Seq < fs.Exported[j].Seq })
+	return nil
+}
+
+// bundleIDs returns the event ids a bundle file carries.
+func bundleIDs(path string) ([]string, int64, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, 0, err
+	}
+	defer f.Close()
+	bd, err := bundles.Decode(f, bundles.Limits{})
+	if err != nil {
+		return nil, 0, err
+	}
+	var ids []string
+	for _, l := range bd.Events {
+		if e, err := bplog.Parse(l); err == nil {
+			ids = append(ids, e.ID)
+		}
+	}
+	st, err := f.Stat()
+	if err != nil {
+		return nil, 0, err
+	}
+	return ids, st.Size(), nil
+}
+
+// export writes one bundle with the events ids into our bundles dir.
+func (a *Agent) export(b *store.Backpack, key bplog.PrivateKey, fs *FolderState, mine string, ids []string, lineOf map[string][]byte, ours, basis bplog.Frontier) error {
+	lines := make([][]byte, len(ids))
+	for i, id := range ids {
+		lines[i] = lineOf[id]
+	}
+	now := time.Now()
+	h := bundles.Header{UID: a.uid, SenderKeyID: key.ID, SenderPublicKey: key.Public(), Sender: ours, Basis: basis, CreatedAt: pytime.FormatUTC(now)}
+	if h.Full() {
+		var err error
+		if h.Files, err = b.StaticFiles(bundles.Limits{}); err != nil {
+			return err
+		}
+	}
+	var buf bytes.Buffer
+	if _, err := bundles.Encode(&buf, h, lines, key.Key, bundles.EncodeOptions{}); err != nil {
+		return err
+	}
+	seq := fs.NextSeq
+	name := BundleName(seq, buf.Bytes())
+	if err := writeAtomic(filepath.Join(mine, "bundles", name), buf.Bytes(), 0o644); err != nil {
+		return err
+	}
+	fs.NextSeq = seq + 1
+	fs.Exported = append(fs.Exported, &ExportedBundle{Name: name, Seq: seq, Size: int64(buf.Len()), CreatedAt: now.UTC(), EventIDs: ids})
+	a.tp.BundlesOut++
+	a.log.Info("exported", "bundle", filepath.Join(mine, "bundles", name), "events", len(ids))
+	return nil
+}
+
+// writeFrontier writes our frontier.json when what we hold changed (or
+// the file is missing).
+func (a *Agent) writeFrontier(fs *FolderState, mine string, key bplog.PrivateKey, ours bplog.Frontier) error {
+	d := ours.Digest()
+	digest := hex.EncodeToString(d[:])
+	path := filepath.Join(mine, "frontier.json")
+	if _, err := os.Stat(path); err == nil && digest == fs.FrontierDigest {
+		return nil
+	}
+	fs.FrontierSeq++
+	pf := PeerFrontier{UID: a.uid, KeyID: key.ID, Seq: fs.FrontierSeq, Frontier: ours, UpdatedAt: pytime.FormatUTC(time.Now())}
+	if err := writeAtomic(path, pf.Sign(key.Key), 0o644); err != nil {
+		return err
+	}
+	fs.FrontierDigest = digest
+	return nil
+}
+
+// writeIfChanged writes data to path atomically unless it holds data.
+func writeIfChanged(path string, data []byte) error {
+	if cur, err := os.ReadFile(path); err == nil && bytes.Equal(cur, data) {
+		return nil
+	}
+	return writeAtomic(path, data, 0o644)
+}
+
+func hashFile(path string) (string, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return "", err
+	}
+	defer f.Close()
+	h := sha256.New()
+	if _, err := io.Copy(h, f); err != nil {
+		return "", err
+	}
+	return hex.EncodeToString(h.Sum(nil)), nil
+}
+
+// count adds a pass's moved events to the throughput.
+func (a *Agent) count(in, out int) {
+	a.tp.EventsIn += int64(in)
+	a.tp.EventsOut += int64(out)
+	now := time.Now()
+	if in+out > 0 {
+		a.recent = append(a.recent, moved{now, in, out})
+	}
+	cut := 0
+	for cut < len(a.recent) && now.Sub(a.recent[cut].at) > 5*time.Minute {
+		cut++
+	}
+	a.recent = a.recent[cut:]
+	var i, o int
+	for _, m := range a.recent {
+		i += m.in
+		o += m.out
+	}
+	a.tp.EventsInPerMin, a.tp.EventsOutPerMin = float64(i)/5, float64(o)/5
+}
