@@ -169,4 +169,3 @@ func TestCleanupDecision(t *testing.T) {
 		})
 	}
 }
-
