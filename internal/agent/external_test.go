@@ -2,14 +2,20 @@ package agent_test
 
 import (
 	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/backpack-field/backpack/internal/agent"
 	"github.com/backpack-field/backpack/internal/canon"
 	"github.com/backpack-field/backpack/internal/pytime"
+	"github.com/backpack-field/backpack/internal/store"
 	bplog "github.com/backpack-field/backpack/log"
 )
 
@@ -91,8 +97,39 @@ func TestExternalAppend(t *testing.T) {
 	if len(keys) != 1 {
 		t.Fatalf("keys: %v", keys)
 	}
+	g, err := store.ReadGenesis(a.dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dev := filepath.Join(base, "a", "s", "backpack", g.UID+"-"+devHash(t, a.dir))
+	conn, err := net.Dial("unix", agent.SocketPath(dev))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	conn.Write([]byte(`{"op":"subscribe"}` + "\n"))
+	updates := make(chan int, 100)
+	go func() {
+		dec := json.NewDecoder(conn)
+		for {
+			var s agent.Status
+			if dec.Decode(&s) != nil {
+				close(updates)
+				return
+			}
+			updates <- s.Backpack.Events
+		}
+	}()
 	appendLine(t, a, signedEvent(t, a, keys[0], false))
 	waitFor(t, 60*time.Second, "the external event in the status", func() bool { return a.status().Backpack.Events == 3 })
+	timeout := time.After(60 * time.Second)
+	for n := 0; n != 3; {
+		select {
+		case n = <-updates:
+		case <-timeout:
+			t.Fatal("no subscribed status with the external event")
+		}
+	}
 
 	appendLine(t, a, []byte(`{"this is": "not an event"}`))
 	waitFor(t, 60*time.Second, "the bad line in the status", func() bool {
@@ -107,4 +144,16 @@ func TestExternalAppend(t *testing.T) {
 	if !strings.Contains(r.log.String(), "appended by another program") {
 		t.Errorf("the log does not report the bad line:\n%s", r.log)
 	}
+}
+
+// devHash is the 8 hex digits store.DeviceDir derives from a replica's
+// absolute path.
+func devHash(t *testing.T, dir string) string {
+	t.Helper()
+	abs, err := filepath.Abs(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sum := sha256.Sum256([]byte(abs))
+	return hex.EncodeToString(sum[:4])
 }
