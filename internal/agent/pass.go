@@ -212,7 +212,13 @@ func (a *Agent) passFolder(ctx context.Context, b *store.Backpack, key bplog.Pri
 	}
 
 	// 4: our frontier.
-	if err := a.writeFrontier(fs, mine, key, ours); err != nil {
+	// Published with chain ancestors, so that a peer behind us on an
+	// actor (normally ours) sends only what follows where our chains meet.
+	published, err := b.FrontierWithAncestors(ctx)
+	if err != nil {
+		return nil, in, out, err
+	}
+	if err := a.writeFrontier(fs, mine, key, published); err != nil {
 		return nil, in, out, err
 	}
 
