@@ -2,11 +2,16 @@ package cli
 
 import (
 	"bytes"
+	"context"
+	"encoding/json"
 	"fmt"
+	"github.com/backpack-field/backpack/internal/agent"
 	"io"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
+	"time"
 )
 
 // The demo runs a small field scenario through the real commands, in a
@@ -16,7 +21,9 @@ func runDemo(e *env, args []string) error {
 	fs := newFlags(e, "demo", "[flags]", `Run a field scenario in a temporary directory: two devices of a water-point
 survey each create a backpack, record observations, an assertion, a
 coordinator's attestation, a contested reading and a retraction; then
-verify, state, log, a checkpoint, a crash in the middle of an append that
+verify, state, log, a checkpoint, offline sessions that merge, a fork kept
+as evidence, a new device that joins and is trusted, two agents syncing
+through a shared USB stick folder, a crash in the middle of an append that
 is repaired on the next open, and a tampered copy that verify pins down.`)
 	keep := fs.Bool("keep", false, "keep the temporary directory")
 	if _, err := parseArgs(fs, args); err != nil {
@@ -124,6 +131,11 @@ is repaired on the next open, and a tampered copy that verify pins down.`)
 	d.run("import", tablet, filepath.Join(tmp, "north-to-tablet.bpk"))
 	d.say("Importing the same bundle again changes nothing:")
 	d.run("import", tablet, filepath.Join(tmp, "north-to-tablet.bpk"))
+
+	d.step("The camp and the tablet each run an agent on a shared USB stick folder: what one records reaches the other")
+	if err := d.agents(tmp, north, tablet); err != nil {
+		return err
+	}
 
 	d.step("Power fails in the middle of an append: half a line is left at the end of the log")
 	logPath := filepath.Join(north, "events", "events.ndjson")
@@ -239,4 +251,72 @@ func copyTree(src, dst string) error {
 		}
 		return os.WriteFile(target, data, info.Mode().Perm())
 	})
+}
+
+// agents runs `backpack agent` for two devices (in this process) on one
+// peer folder, records an event on one while they run, and waits until
+// the other's status shows it.
+func (d *demoRun) agents(tmp, a, b string) error {
+	stick := filepath.Join(tmp, "usb-stick")
+	if err := os.MkdirAll(stick, 0o755); err != nil {
+		return err
+	}
+	ctx, cancel := context.WithCancel(d.e.ctx)
+	var wg sync.WaitGroup
+	defer func() { cancel(); wg.Wait() }()
+	for _, dir := range []string{a, b} {
+		ag, err := agent.New(agent.Options{Dir: dir, Peers: []string{stick}, Interval: time.Second, Settle: 50 * time.Millisecond})
+		if err != nil {
+			return err
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := ag.Run(ctx); err != nil && ctx.Err() == nil {
+				fmt.Fprintf(d.e.stdout, "  (agent for %s stopped: %v)\n", filepath.Base(dir), err)
+			}
+		}()
+	}
+	d.say("$ backpack agent north --peer usb-stick &   and   $ backpack agent tablet --peer usb-stick &")
+	// The agents take the backpack's lock during each pass; a command
+	// that finds it busy exits 4 and is simply run again.
+	args := []string{"append", b, "--type", "OBSERVATION", "--subject", "waterpoint_12", "--predicate", "status", "--value", "dry", "--confidence", "0.8"}
+	code := ExitLocked
+	for i := 0; i < 100 && code == ExitLocked; i++ {
+		if code = d.quiet(args); code == ExitLocked {
+			time.Sleep(50 * time.Millisecond)
+		}
+	}
+	d.show(args)
+	if code != ExitOK {
+		d.failed++
+		fmt.Fprintf(d.e.stdout, "  (unexpected exit status %d)\n", code)
+		return nil
+	}
+	want, err := agent.OfflineStatus(d.e.ctx, b, "")
+	if err != nil {
+		return err
+	}
+	d.say("Waiting for the camp's agent to import the tablet's bundle from the stick...")
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		out, code := d.capture("status", a, "--json")
+		var st agent.Status
+		if code == ExitOK && json.Unmarshal([]byte(out), &st) == nil && st.Backpack.StateHash == want.Backpack.StateHash {
+			break
+		}
+		if time.Now().After(deadline) {
+			d.failed++
+			d.say("  (the camp did not catch up within 30 s)")
+			break
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	d.run("status", a)
+	return nil
+}
+
+// quiet runs a command without showing it and returns its exit status.
+func (d *demoRun) quiet(args []string) int {
+	return Main(d.e.ctx, args, strings.NewReader(""), io.Discard, io.Discard)
 }
