@@ -12,6 +12,7 @@ import (
 	"strconv"
 
 	"github.com/backpack-field/backpack/internal/canon"
+	"github.com/backpack-field/backpack/internal/store"
 	bplog "github.com/backpack-field/backpack/log"
 )
 
@@ -32,25 +33,7 @@ var ErrBadPeerFile = errors.New("agent: bad peer file")
 // folder root: root/backpack-<uid>, the uid made filename-safe as the
 // store does for device directories.
 func BackpackDir(root, uid string) string {
-	return filepath.Join(root, "backpack-"+safeName(uid))
-}
-
-// safeName mirrors the store's rule: a uid of ASCII letters, digits, '-',
-// '_' and '.', not starting with '.', at most 100 bytes, is kept; any
-// other becomes "uid-" + 24 hex digits of its SHA-256.
-func safeName(s string) string {
-	ok := s != "" && len(s) <= 100 && s[0] != '.'
-	for _, c := range s {
-		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_' || c == '.') {
-			ok = false
-			break
-		}
-	}
-	if ok {
-		return s
-	}
-	sum := sha256.Sum256([]byte(s))
-	return "uid-" + hex.EncodeToString(sum[:12])
+	return filepath.Join(root, "backpack-"+store.SafeName(uid))
 }
 
 // bundleName matches the names of bundle files in a device's bundles/.

@@ -72,6 +72,12 @@ func DefaultKeyPath(uid string) (string, error) {
 	return filepath.Join(d, safeName(uid)+".json"), nil
 }
 
+// SafeName returns s when it is usable as a file name (ASCII letters,
+// digits, '-', '_' and '.', not starting with '.', at most 100 bytes),
+// else "uid-" + 24 hex digits of its SHA-256: how device directories and
+// peer folders name a backpack by its uid.
+func SafeName(s string) string { return safeName(s) }
+
 func safeName(s string) string {
 	ok := s != "" && len(s) <= 100 && s[0] != '.'
 	for _, c := range s {
