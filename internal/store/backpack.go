@@ -129,6 +129,8 @@ type Backpack struct {
 	// end of the log, so that a merge that reorders only the log's recent
 	// tail replays from there instead of from the start (nil: none).
 	base *baseState
+	// released is set between Release and Reacquire.
+	released *released
 
 	snap atomic.Pointer[Snapshot]
 }
@@ -223,7 +225,7 @@ func (b *Backpack) Close() error {
 	// replaying the tail at the next open.
 	// Also when this process had to scan the whole log for its index: the
 	// next one will find the index in the cache.
-	if (b.sinceCache >= max(minCacheTail, b.entries/20) || b.indexScanned) && b.state != nil && b.entries >= minCacheEntries {
+	if b.cacheDueLocked() {
 		err = b.writeCacheLocked()
 		if err == nil {
 			err = b.writeDerivedLocked()
@@ -234,6 +236,23 @@ func (b *Backpack) Close() error {
 	}
 	b.app = nil
 	return err
+}
+
+// cacheDueLocked reports whether the state cache should be written before
+// the lock is given up.
+func (b *Backpack) cacheDueLocked() bool {
+	return (b.sinceCache >= max(minCacheTail, b.entries/20) || b.indexScanned) && b.state != nil && b.entries >= minCacheEntries
+}
+
+// writableLocked returns why the backpack cannot be written, or nil.
+func (b *Backpack) writableLocked() error {
+	switch {
+	case b.released != nil:
+		return ErrReleased
+	case b.app == nil:
+		return ErrReadOnly
+	}
+	return nil
 }
 
 // Dir returns the backpack's directory.
@@ -388,6 +407,12 @@ func (b *Backpack) load(ctx context.Context) error {
 		b.badLines = nil
 		b.base = nil
 	}
+	return b.scanTailLocked(ctx, f)
+}
+
+// scanTailLocked absorbs the log from b.logSize to its end: the reducer,
+// heads and index follow, and b.logHash covers the whole file after it.
+func (b *Backpack) scanTailLocked(ctx context.Context, f *os.File) error {
 	if _, err := f.Seek(b.logSize, io.SeekStart); err != nil {
 		return err
 	}
@@ -397,7 +422,7 @@ func (b *Backpack) load(ctx context.Context) error {
 	if st, err := f.Stat(); err == nil {
 		target, size = baseTarget(st.Size()), st.Size()
 	}
-	err = scan.Run(ctx, tail, scan.Options{Offset: b.logSize, FirstLine: b.lines + 1, Hashes: b.index != nil}, func(it *scan.Item) error {
+	err := scan.Run(ctx, tail, scan.Options{Offset: b.logSize, FirstLine: b.lines + 1, Hashes: b.index != nil}, func(it *scan.Item) error {
 		b.maybeBaseLocked(it.Offset, it.Number-1, b.entries, target, size)
 		b.absorbLocked(it)
 		n++
@@ -508,8 +533,8 @@ func (b *Backpack) AppendBatch(bodies []canon.Value) ([]*bplog.Event, error) {
 }
 
 func (b *Backpack) appendBatchLocked(bodies []canon.Value) ([]*bplog.Event, error) {
-	if b.app == nil {
-		return nil, ErrReadOnly
+	if err := b.writableLocked(); err != nil {
+		return nil, err
 	}
 	if b.signer == nil {
 		return nil, ErrNoKey

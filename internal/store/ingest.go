@@ -231,8 +231,8 @@ func (b *Backpack) Ingest(ctx context.Context, lines [][]byte, source string) (*
 }
 
 func (b *Backpack) ingestLocked(ctx context.Context, lines [][]byte, source string) (*IngestResult, error) {
-	if b.app == nil {
-		return nil, ErrReadOnly
+	if err := b.writableLocked(); err != nil {
+		return nil, err
 	}
 	res := &IngestResult{Source: source, Received: len(lines), Missing: map[string]Need{}}
 	t0 := time.Now()
@@ -1101,6 +1101,9 @@ func (b *Backpack) retryQuarantineLocked(ctx context.Context) (*IngestResult, er
 func (b *Backpack) DropHeld(kind string, ids []string, all bool) (int, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
+	if err := b.writableLocked(); err != nil {
+		return 0, err
+	}
 	hs, err := b.loadHeldLocked(kind)
 	if err != nil {
 		return 0, err
