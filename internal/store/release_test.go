@@ -1,6 +1,7 @@
 package store_test
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"os"
@@ -177,5 +178,64 @@ func TestReacquireThoroughSeesEditBeforeTail(t *testing.T) {
 	}
 	if h := stateHash(t, bp); h != replayHash(t, dir) {
 		t.Fatalf("state after reload %s, replay %s", h, replayHash(t, dir))
+	}
+}
+
+// TestDeltaReadsTheTail: Delta finds the lines it sends from the end of
+// the log by their hashes, passing over lines the index leaves out (a bad
+// line, a repeated event) and using the canonical form of a line stored
+// otherwise.
+func TestDeltaReadsTheTail(t *testing.T) {
+	dir, res := newBackpack(t)
+	appendN(t, dir, res.KeyFile, "field_laptop", 300, later())
+	lines := logLinesOf(t, dir)
+	n := len(lines)
+	want := make([][]byte, 0, 50)
+	for _, l := range lines[n-50:] {
+		want = append(want, bytes.Clone(l))
+	}
+	cutEv, err := bplog.Parse(lines[n-51])
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Noise in the part Delta reads: garbage, a repeated line, a line
+	// stored with extra space.
+	var out [][]byte
+	for i, l := range lines {
+		switch i {
+		case n - 30:
+			out = append(out, []byte("garbage, not an event"), lines[n-40])
+			l = append([]byte("{ "), l[1:]...)
+		}
+		out = append(out, l)
+	}
+	if err := os.WriteFile(filepath.Join(dir, store.EventsPath), append(bytes.Join(out, []byte("\n")), '\n'), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	bp, err := store.Open(context.Background(), dir, store.Options{ReadOnly: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer bp.Close()
+	since := bplog.Frontier{"field_laptop": {Head: cutEv.ID, Count: int64(n - 50)}} // every line is this actor's
+	got, err := bp.Delta(context.Background(), since)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != len(want) {
+		t.Fatalf("delta has %d lines, want %d", len(got), len(want))
+	}
+	for i := range want {
+		if !bytes.Equal(got[i], want[i]) {
+			t.Fatalf("delta line %d:\n%s\nwant\n%s", i, got[i], want[i])
+		}
+	}
+	// Several receivers at once: the union, and each one's share.
+	all, which, err := bp.Deltas(context.Background(), []bplog.Frontier{since, {}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(which[0]) != 50 || len(which[1]) != len(all) || len(all) < n-1 {
+		t.Fatalf("deltas: %d lines, shares %d and %d", len(all), len(which[0]), len(which[1]))
 	}
 }
