@@ -31,6 +31,9 @@ func TestMain(m *testing.M) {
 	}
 	code := m.Run()
 	os.RemoveAll(dir)
+	if genRoot != "" {
+		os.RemoveAll(genRoot)
+	}
 	os.Exit(code)
 }
 

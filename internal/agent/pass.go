@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"strings"
 	"time"
 
 	"github.com/backpack-field/backpack/bundles"
@@ -30,13 +31,18 @@ func (a *Agent) pass(ctx context.Context) (err error) {
 			a.noteError("events.ndjson", errors.New(p.Message))
 		}
 	}
-	b, err := store.Open(ctx, a.dir, store.Options{KeyFile: a.opts.KeyFile, Logger: a.log})
+	b, err := a.acquire(ctx)
 	if err != nil {
 		return err
 	}
 	defer func() {
-		if cerr := b.Close(); err == nil {
-			err = cerr
+		if rerr := b.Release(); rerr != nil {
+			// Start from the files next time.
+			b.Close()
+			a.b = nil
+			if err == nil {
+				err = rerr
+			}
 		}
 	}()
 	key, err := b.SigningKey()
@@ -86,6 +92,63 @@ func (a *Agent) pass(ctx context.Context) (err error) {
 		a.log.Debug("pass", "took", time.Since(t0))
 	}
 	return nil
+}
+
+// thoroughEvery is how often a pass checks the whole log the warm store
+// holds by its hash, not only its recognisable tail.
+const thoroughEvery = 5 * time.Minute
+
+// acquire returns the store for a pass, with the writer lock: the warm
+// one kept from the last pass, caught up with what other writers did
+// meanwhile, or a fresh open.
+func (a *Agent) acquire(ctx context.Context) (*store.Backpack, error) {
+	if a.b == nil {
+		b, err := store.Open(ctx, a.dir, store.Options{KeyFile: a.opts.KeyFile, Logger: a.log})
+		if err != nil {
+			return nil, err
+		}
+		a.b, a.lastThorough = b, time.Now()
+		return b, nil
+	}
+	thorough := time.Since(a.lastThorough) >= thoroughEvery
+	before := a.b.Snapshot()
+	res, err := a.b.Reacquire(ctx, thorough)
+	if err != nil {
+		return nil, err
+	}
+	if thorough {
+		a.lastThorough = time.Now()
+	}
+	if res.Reloaded != "" {
+		a.noteRewrite(before, a.b.Snapshot(), res.Reloaded)
+	}
+	return a.b, nil
+}
+
+// noteRewrite judges a rewrite of events.ndjson by another program: a
+// merge by another backpack command (or the reference's sync) keeps every
+// event and is only logged; a rewrite that lost events is an error in the
+// status.
+func (a *Agent) noteRewrite(before, after *store.Snapshot, why string) {
+	var lost []string
+	for actor, h := range before.Heads {
+		if n := after.Heads[actor].Events; n < h.Events {
+			lost = append(lost, fmt.Sprintf("actor %s: %d of %d events", actor, h.Events-n, h.Events))
+		}
+	}
+	if len(lost) == 0 && len(after.BadLines) <= len(before.BadLines) {
+		a.log.Info("events.ndjson was rewritten by another program; every event is still there", "why", why)
+		return
+	}
+	sort.Strings(lost)
+	msg := fmt.Sprintf("events.ndjson was rewritten by another program (%s)", why)
+	if len(lost) > 0 {
+		msg += " and lost events: " + strings.Join(lost, "; ")
+	}
+	if d := len(after.BadLines) - len(before.BadLines); d > 0 {
+		msg += fmt.Sprintf("; %d more unusable lines", d)
+	}
+	a.noteError("events.ndjson", errors.New(msg))
 }
 
 // ownPeerDir is our directory in the peer folder root.

@@ -13,6 +13,7 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"time"
 
 	"github.com/backpack-field/backpack/internal/agent"
 	"github.com/backpack-field/backpack/internal/store"
@@ -74,7 +75,7 @@ func exitCode(err error) int {
 func hint(err error) string {
 	switch {
 	case errors.Is(err, bplog.ErrLocked):
-		return "another backpack process (an agent or a running command) holds the lock; wait for it or stop it"
+		return "another backpack process (a running command, or an agent in a long pass) held the lock for the whole wait; try again, or stop it"
 	case errors.Is(err, agent.ErrAgentRunning):
 		return "one agent per backpack: stop the running one first, or ask it with `backpack status`"
 	case errors.Is(err, store.ErrNoKey):
@@ -301,10 +302,19 @@ func shortID(s string) string {
 	return s
 }
 
+// lockWait is how long a command waits for the backpack's writer lock
+// (an agent holds it during its passes, which are short).
+const lockWait = 15 * time.Second
+
+// openWriter opens dir for writing, waiting up to lockWait for the lock.
+func openWriter(e *env, dir, key string) (*store.Backpack, error) {
+	return store.Open(e.ctx, dir, store.Options{Logger: e.logger(), KeyFile: key, LockWait: lockWait})
+}
+
 // withWriter opens dir for writing, runs fn, and closes it, returning the
 // first error.
 func withWriter(e *env, dir, key string, fn func(*store.Backpack) error) error {
-	b, err := store.Open(e.ctx, dir, store.Options{Logger: e.logger(), KeyFile: key})
+	b, err := openWriter(e, dir, key)
 	if err != nil {
 		return err
 	}

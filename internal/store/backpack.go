@@ -58,6 +58,10 @@ type Options struct {
 	Now func() time.Time
 	// Logger receives repairs and cache decisions (default discards).
 	Logger *slog.Logger
+	// LockWait is how long Open waits for the writer lock while another
+	// process holds it (an agent's pass, another command) before it gives
+	// up with bplog.ErrLocked; 0 does not wait.
+	LockWait time.Duration
 	// CacheEvery refreshes the state cache once this many events were
 	// appended since it was written (default 2000), or a tenth of the
 	// log, whichever is more: rewriting the cache costs time in the size
@@ -158,7 +162,7 @@ func Open(ctx context.Context, dir string, opts Options) (*Backpack, error) {
 		return nil, err
 	}
 	if !opts.ReadOnly {
-		if err := b.openAppender(); err != nil {
+		if err := b.openAppenderWaiting(ctx); err != nil {
 			return nil, err
 		}
 		if err := b.settleRewriteJournal(); err != nil {
@@ -359,6 +363,27 @@ func (b *Backpack) openAppender() error {
 	}
 	b.app = app
 	return nil
+}
+
+// openAppenderWaiting is openAppender, retried while another process
+// holds the lock, for up to opts.LockWait.
+func (b *Backpack) openAppenderWaiting(ctx context.Context) error {
+	deadline := time.Now().Add(b.opts.LockWait)
+	pause := 10 * time.Millisecond
+	for {
+		err := b.openAppender()
+		if !errors.Is(err, bplog.ErrLocked) || time.Now().Add(pause).After(deadline) {
+			return err
+		}
+		t := time.NewTimer(pause)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return errors.Join(err, ctx.Err())
+		case <-t.C:
+		}
+		pause = min(pause*2, 250*time.Millisecond)
+	}
 }
 
 // cleanTemps removes temp files an interrupted writeFileAtomic left, which
