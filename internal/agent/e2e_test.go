@@ -245,6 +245,11 @@ func TestThreeDevices(t *testing.T) {
 	if len(sb.Peers) != 2 || !strings.Contains(sb.Verdict, "in sync") {
 		t.Errorf("B's status: peers %+v, verdict %q", sb.Peers, sb.Verdict)
 	}
+	for _, p := range sb.Peers {
+		if p.BundlesIn == 0 || p.BundlesOut == 0 {
+			t.Errorf("B's peer %s (%s): %d bundles in, %d out; both wrote and read", p.KeyID, p.Actor, p.BundlesIn, p.BundlesOut)
+		}
+	}
 
 	ra.stop(t, "a")
 	rb.stop(t, "b")

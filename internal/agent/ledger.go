@@ -36,6 +36,11 @@ type FolderState struct {
 	// FrontierDigest the SHA-256 (hex) of the backpack frontier it held.
 	FrontierSeq    int64  `json:"frontier_seq"`
 	FrontierDigest string `json:"frontier_digest"`
+	// BundlesIn counts, per device dir, the bundles imported from it;
+	// BundlesOut the bundles we wrote into this folder (both since the
+	// ledger began).
+	BundlesIn  map[string]int `json:"bundles_in,omitempty"`
+	BundlesOut int            `json:"bundles_out,omitempty"`
 }
 
 // SeenBundle is a bundle of another device and what importing it did. A

@@ -302,7 +302,7 @@ func (a *Agent) passFolder(ctx context.Context, b *store.Backpack, key bplog.Pri
 	}
 	var st []PeerStatus
 	for _, p := range peers {
-		p.st.BundlesOut = len(fs.Exported)
+		p.st.BundlesOut = fs.BundlesOut
 		st = append(st, p.st)
 	}
 	return st, in, out, nil
@@ -347,10 +347,21 @@ func (a *Agent) importFrom(ctx context.Context, b *store.Backpack, fs *FolderSta
 		return 0, err
 	}
 	in := 0
+	present := map[string]bool{}
+	defer func() {
+		// The ledger forgets bundles their device has removed.
+		for k := range fs.Seen {
+			if name, ok := strings.CutPrefix(k, p.name+"/"); ok && !present[name] {
+				delete(fs.Seen, k)
+			}
+		}
+		p.st.BundlesIn = fs.BundlesIn[p.name]
+	}()
 	for _, e := range entries {
 		if _, ok := ParseBundleName(e.Name()); !ok || !e.Type().IsRegular() {
 			continue
 		}
+		present[e.Name()] = true
 		path := filepath.Join(dir, "bundles", e.Name())
 		info, err := e.Info()
 		if err != nil {
@@ -359,7 +370,6 @@ func (a *Agent) importFrom(ctx context.Context, b *store.Backpack, fs *FolderSta
 		k := p.name + "/" + e.Name()
 		seen := fs.Seen[k]
 		if seen != nil && seen.Size == info.Size() && seen.ModTime.Equal(info.ModTime()) {
-			p.st.BundlesIn++
 			continue
 		}
 		sum, err := hashFile(path)
@@ -368,7 +378,6 @@ func (a *Agent) importFrom(ctx context.Context, b *store.Backpack, fs *FolderSta
 		}
 		if seen != nil && seen.Size == info.Size() && seen.SHA256 == sum {
 			seen.ModTime = info.ModTime()
-			p.st.BundlesIn++
 			continue
 		}
 		rec := &SeenBundle{Size: info.Size(), SHA256: sum, ModTime: info.ModTime(), ImportedAt: time.Now().UTC()}
@@ -390,7 +399,12 @@ func (a *Agent) importFrom(ctx context.Context, b *store.Backpack, fs *FolderSta
 				"pending", rec.Pending, "quarantined", rec.Quarantined, "rejected", rec.Rejected)
 		}
 		fs.Seen[k] = rec
-		p.st.BundlesIn++
+		if rec.Refused == "" {
+			if fs.BundlesIn == nil {
+				fs.BundlesIn = map[string]int{}
+			}
+			fs.BundlesIn[p.name]++
+		}
 	}
 	return in, nil
 }
@@ -486,6 +500,7 @@ func (a *Agent) export(b *store.Backpack, key bplog.PrivateKey, fs *FolderState,
 		return err
 	}
 	fs.NextSeq = seq + 1
+	fs.BundlesOut++
 	fs.Exported = append(fs.Exported, &ExportedBundle{Name: name, Seq: seq, Size: int64(buf.Len()), CreatedAt: now.UTC(), EventIDs: ids})
 	a.tp.BundlesOut++
 	a.log.Info("exported", "bundle", filepath.Join(mine, "bundles", name), "events", len(ids))

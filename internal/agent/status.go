@@ -72,8 +72,8 @@ type PeerStatus struct {
 	Trusted     bool   `json:"trusted"`
 	TheyLack    int    `json:"they_lack"`
 	WeLack      int64  `json:"we_lack"`
-	BundlesIn   int    `json:"bundles_in"`
-	BundlesOut  int    `json:"bundles_out"` // our bundles present in the folder
+	BundlesIn   int    `json:"bundles_in"`  // bundles imported from it (ledger lifetime)
+	BundlesOut  int    `json:"bundles_out"` // bundles we wrote into its folder (ledger lifetime)
 	LastError   string `json:"last_error,omitempty"`
 }
 
