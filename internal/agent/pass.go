@@ -496,7 +496,7 @@ func (a *Agent) export(b *store.Backpack, key bplog.PrivateKey, fs *FolderState,
 	}
 	seq := fs.NextSeq
 	name := BundleName(seq, buf.Bytes())
-	if err := writeAtomic(filepath.Join(mine, "bundles", name), buf.Bytes(), 0o644); err != nil {
+	if err := store.WriteFileAtomic(filepath.Join(mine, "bundles", name), buf.Bytes(), 0o644); err != nil {
 		return err
 	}
 	fs.NextSeq = seq + 1
@@ -518,7 +518,7 @@ func (a *Agent) writeFrontier(fs *FolderState, mine string, key bplog.PrivateKey
 	}
 	fs.FrontierSeq++
 	pf := PeerFrontier{UID: a.uid, KeyID: key.ID, Seq: fs.FrontierSeq, Frontier: ours, UpdatedAt: pytime.FormatUTC(time.Now())}
-	if err := writeAtomic(path, pf.Sign(key.Key), 0o644); err != nil {
+	if err := store.WriteFileAtomic(path, pf.Sign(key.Key), 0o644); err != nil {
 		return err
 	}
 	fs.FrontierDigest = digest
@@ -530,7 +530,7 @@ func writeIfChanged(path string, data []byte) error {
 	if cur, err := os.ReadFile(path); err == nil && bytes.Equal(cur, data) {
 		return nil
 	}
-	return writeAtomic(path, data, 0o644)
+	return store.WriteFileAtomic(path, data, 0o644)
 }
 
 func hashFile(path string) (string, error) {

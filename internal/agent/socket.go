@@ -11,6 +11,8 @@ import (
 	"path/filepath"
 	"sync"
 	"time"
+
+	"github.com/backpack-field/backpack/internal/store"
 )
 
 // maxSocketPath is the longest path a unix socket address may have on
@@ -163,7 +165,7 @@ func (a *Agent) publish(s *Status) {
 func (a *Agent) saveStatus(s *Status) {
 	data, err := json.MarshalIndent(s, "", "  ")
 	if err == nil {
-		err = writeAtomic(StatusPath(a.devDir), append(data, '\n'), 0o600)
+		err = store.WriteFileAtomic(StatusPath(a.devDir), append(data, '\n'), 0o600)
 	}
 	if err != nil {
 		a.log.Warn("write status.json", "err", err)
