@@ -30,6 +30,9 @@ type Options struct {
 	Logger      *slog.Logger
 	// Settle is the watcher's settle period (default DefaultSettle).
 	Settle time.Duration
+	// LogProgress logs the progress of long imports about once a second
+	// (for a person watching a terminal); subscribers always get it.
+	LogProgress bool
 }
 
 // DefaultSettle is how long a change in a watched folder must be quiet
@@ -51,6 +54,10 @@ type Agent struct {
 
 	status atomic.Pointer[Status]
 	syncCh chan struct{} // one slot: "sync now" requests
+
+	// progMu guards progLogged.
+	progMu     sync.Mutex
+	progLogged time.Time
 
 	// subMu guards subs.
 	subMu sync.Mutex

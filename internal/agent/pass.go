@@ -103,7 +103,7 @@ const thoroughEvery = 5 * time.Minute
 // meanwhile, or a fresh open.
 func (a *Agent) acquire(ctx context.Context) (*store.Backpack, error) {
 	if a.b == nil {
-		b, err := store.Open(ctx, a.dir, store.Options{KeyFile: a.opts.KeyFile, Logger: a.log})
+		b, err := store.Open(ctx, a.dir, store.Options{KeyFile: a.opts.KeyFile, Logger: a.log, Progress: a.onProgress})
 		if err != nil {
 			return nil, err
 		}

@@ -51,6 +51,16 @@ type AgentStatus struct {
 	LastPass  time.Time `json:"last_pass,omitzero"`
 	Passes    int64     `json:"passes"`
 	Waiting   string    `json:"waiting,omitempty"` // "waiting for the backpack lock"
+	// Progress is a long import in flight (nil when none).
+	Progress *ProgressStatus `json:"progress,omitempty"`
+}
+
+// ProgressStatus is how far a long import got.
+type ProgressStatus struct {
+	Source string `json:"source"`
+	Phase  string `json:"phase"` // "checking", then "writing"
+	Done   int    `json:"done"`
+	Total  int    `json:"total"`
 }
 
 // FolderStatus is one peer folder.

@@ -62,6 +62,10 @@ type Options struct {
 	// process holds it (an agent's pass, another command) before it gives
 	// up with bplog.ErrLocked; 0 does not wait.
 	LockWait time.Duration
+	// Progress, when set, hears how a long ingest (an import or merge of
+	// at least progressMin events) is going, a few times a second, from
+	// another goroutine; it must return quickly.
+	Progress func(Progress)
 	// CacheEvery refreshes the state cache once this many events were
 	// appended since it was written (default 2000), or a tenth of the
 	// log, whichever is more: rewriting the cache costs time in the size
