@@ -6,6 +6,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"sync"
 	"testing"
 	"time"
 
@@ -237,5 +238,44 @@ func TestDeltaReadsTheTail(t *testing.T) {
 	}
 	if len(which[0]) != 50 || len(which[1]) != len(all) || len(all) < n-1 {
 		t.Fatalf("deltas: %d lines, shares %d and %d", len(all), len(which[0]), len(which[1]))
+	}
+}
+
+// TestIngestProgress: a long ingest reports checking progress and then
+// the write.
+func TestIngestProgress(t *testing.T) {
+	a, b, key := replicas(t)
+	bp := openW(t, b, key)
+	bodies := make([]canon.Value, 2500)
+	for i := range bodies {
+		bodies[i] = observation("well", "level", canon.IntValue(int64(i)), 0.5)
+	}
+	if _, err := bp.AppendBatch(bodies); err != nil {
+		t.Fatal(err)
+	}
+	bp.Close()
+	var mu sync.Mutex
+	var got []store.Progress
+	ap, err := store.Open(context.Background(), a, store.Options{KeyFile: key, Now: clock(), Progress: func(p store.Progress) {
+		mu.Lock()
+		got = append(got, p)
+		mu.Unlock()
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ap.Close()
+	if _, err := ap.Ingest(context.Background(), logLinesOf(t, b), "replica b"); err != nil {
+		t.Fatal(err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(got) < 2 {
+		t.Fatalf("progress reports: %+v", got)
+	}
+	last, before := got[len(got)-1], got[len(got)-2]
+	if before.Phase != "checking" || before.Done != before.Total || before.Total < 2500 ||
+		last.Phase != "writing" || last.Total != 2500 || last.Source != "replica b" {
+		t.Fatalf("last progress reports: %+v then %+v", before, last)
 	}
 }
