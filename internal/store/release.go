@@ -27,6 +27,10 @@ var ErrReleased = errors.New("store: backpack released (Reacquire it before writ
 // shortened file, a settled journal) means a full reload, from the state
 // cache when it still matches.
 
+// releaseCacheTail is how many events not in the state cache Release
+// lets accumulate (with a quarter of the log) before writing the cache.
+const releaseCacheTail = 50000
+
 // released is what Release remembers about the log.
 type released struct {
 	at   time.Time
@@ -44,8 +48,8 @@ type Reacquired struct {
 	Reloaded string
 }
 
-// Release writes the state cache if it is due (as Close would), then
-// gives up the writer lock. The Backpack stays usable for reads (its
+// Release writes the state cache if it is far behind, then gives up the
+// writer lock. The Backpack stays usable for reads (its
 // snapshot and state are as of the release); writes fail with
 // ErrReleased until Reacquire. Releasing a read-only or already released
 // Backpack does nothing.
@@ -56,7 +60,10 @@ func (b *Backpack) Release() error {
 		return nil
 	}
 	var err error
-	if b.cacheDueLocked() {
+	// The cache only serves the next cold open, and this process keeps
+	// its state: rewrite it (time in the size of the backpack) only once
+	// replaying what it lacks would cost more than a blink.
+	if b.indexScanned || (b.cacheDueLocked() && b.sinceCache >= max(releaseCacheTail, b.entries/4)) {
 		err = b.writeCacheLocked()
 		if err == nil {
 			err = b.writeDerivedLocked()
