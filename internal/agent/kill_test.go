@@ -157,4 +157,9 @@ func TestAgentsKilled(t *testing.T) {
 	if strings.Join(idsA, ",") != strings.Join(idsB, ",") {
 		t.Errorf("the two logs differ in order or content")
 	}
+	ka, _ := os.ReadFile(filepath.Join(a.dir, "identity", "keys.json"))
+	kb, _ := os.ReadFile(filepath.Join(b.dir, "identity", "keys.json"))
+	if !bytes.Equal(ka, kb) {
+		t.Errorf("identity/keys.json differs:\n%s\n%s", ka, kb)
+	}
 }

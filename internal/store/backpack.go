@@ -137,6 +137,9 @@ type Backpack struct {
 	// end of the log, so that a merge that reorders only the log's recent
 	// tail replays from there instead of from the start (nil: none).
 	base *baseState
+	// tailKeyEvents are the KEY_PROMOTION events read from the log past
+	// the state cache, for catchUpKeysLocked.
+	tailKeyEvents []*bplog.Event
 	// released is set between Release and Reacquire.
 	released *released
 
@@ -188,6 +191,10 @@ func Open(ctx context.Context, dir string, opts Options) (*Backpack, error) {
 		return nil, err
 	}
 	if !opts.ReadOnly {
+		if err := b.catchUpKeysLocked(); err != nil {
+			b.Close()
+			return nil, err
+		}
 		if err := b.refreshDerivedIfStale(); err != nil {
 			b.Close()
 			return nil, err
@@ -198,6 +205,38 @@ func Open(ctx context.Context, dir string, opts Options) (*Backpack, error) {
 		return nil, err
 	}
 	return b, nil
+}
+
+// catchUpKeysLocked applies to identity/keys.json the KEY_PROMOTION
+// events read from the log past the state cache: a writer that crashed
+// between appending such an event and updating keys.json left it behind
+// (the cache is written only after keys.json). Each event must verify
+// against the keys trusted when its turn comes, so that a line some other
+// program appended cannot make itself trusted. Applying is idempotent.
+func (b *Backpack) catchUpKeysLocked() error {
+	evs := b.tailKeyEvents
+	b.tailKeyEvents = nil
+	for _, e := range evs {
+		pub, err := b.reg.Resolve(e.KeyID)
+		if err != nil {
+			continue
+		}
+		if _, _, err := e.CheckID(); err != nil {
+			continue
+		}
+		if e.VerifySignature(pub) != nil {
+			continue
+		}
+		changed, err := b.applyKeyEventsLocked([]*bplog.Event{e})
+		if err != nil {
+			return err
+		}
+		if changed {
+			b.log.Info("identity/keys.json caught up with a key event in the log", "event", e.ID)
+			b.keysChanged = true
+		}
+	}
+	return nil
 }
 
 // noteKey keeps maxKey up to date.
@@ -489,6 +528,9 @@ func (b *Backpack) absorbLocked(it *scan.Item) {
 		b.noteKey(e)
 		if b.index != nil && it.EventErr == nil && it.EncodeErr == nil {
 			b.index.add(e, it.Hash)
+		}
+		if e.Type == KeyPromotionType && it.EventErr == nil {
+			b.tailKeyEvents = append(b.tailKeyEvents, e)
 		}
 	}
 }

@@ -138,6 +138,9 @@ func (b *Backpack) Reacquire(ctx context.Context, thorough bool) (*Reacquired, e
 			res.Appended = b.lines - before
 		}
 	}
+	if err := b.catchUpKeysLocked(); err != nil {
+		return nil, b.failReacquireLocked(r, err)
+	}
 	if err := b.refreshDerivedIfStale(); err != nil {
 		return nil, b.failReacquireLocked(r, err)
 	}

@@ -2,6 +2,7 @@ package store_test
 
 import (
 	"bytes"
+	"encoding/base64"
 	"context"
 	"errors"
 	"os"
@@ -277,5 +278,69 @@ func TestIngestProgress(t *testing.T) {
 	if before.Phase != "checking" || before.Done != before.Total || before.Total < 2500 ||
 		last.Phase != "writing" || last.Total != 2500 || last.Source != "replica b" {
 		t.Fatalf("last progress reports: %+v then %+v", before, last)
+	}
+}
+
+// TestKeysCatchUpAfterCrash: a writer that died between appending a
+// KEY_PROMOTION and updating identity/keys.json leaves keys.json behind;
+// the next writer's open applies the event. A KEY_PROMOTION another
+// program appended, signed by a key the backpack does not trust, is not
+// applied.
+func TestKeysCatchUpAfterCrash(t *testing.T) {
+	dir, res := newBackpack(t)
+	keysPath := filepath.Join(dir, store.KeysPath)
+	before, err := os.ReadFile(keysPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	newKey, err := bplog.GenerateKey(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	bp := openW(t, dir, res.KeyFile)
+	ev, _, err := bp.TrustKey(context.Background(), newKey.Public(), []string{"attestation"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	bp.Close()
+	// The crash: keys.json as it was before the event.
+	if err := os.WriteFile(keysPath, before, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	bp = openW(t, dir, res.KeyFile)
+	k, ok := bp.Registry().Key(newKey.ID)
+	if !ok || k.PromotionEventID != ev.ID {
+		t.Fatalf("after reopening, key %s: %+v (found %v), want promoted by %s", newKey.ID, k, ok, ev.ID)
+	}
+	bp.Close()
+
+	// A stranger's promotion of its own key, appended by hand.
+	stranger, err := bplog.GenerateKey(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var p, body canon.ObjectBuilder
+	p.Set("new_key_id", canon.StringValue(stranger.ID)).
+		Set("new_public_key_b64", canon.StringValue(base64.StdEncoding.EncodeToString(stranger.Public()))).
+		Set("roles", canon.ArrayValue(canon.StringValue("attestation"))).
+		Set("promoted_at_utc", canon.StringValue("2026-03-01T09:00:00+00:00")).
+		Set("replaces_key_id", canon.NullValue())
+	body.Set("type", canon.StringValue(store.KeyPromotionType)).Set("actor", canon.StringValue("stranger")).
+		Set("prev_event_hash", canon.NullValue()).Set("timestamp_utc", canon.StringValue("2026-03-01T09:00:00+00:00")).
+		Set("payload", p.Value())
+	_, line, err := stranger.Signer().Seal(body.Value())
+	if err != nil {
+		t.Fatal(err)
+	}
+	f, err := os.OpenFile(filepath.Join(dir, store.EventsPath), os.O_APPEND|os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.Write(append(line, '\n'))
+	f.Close()
+	bp = openW(t, dir, res.KeyFile)
+	defer bp.Close()
+	if _, ok := bp.Registry().Key(stranger.ID); ok {
+		t.Fatalf("a key promoted by an untrusted key became trusted")
 	}
 }
