@@ -125,24 +125,7 @@ type running struct {
 
 func (d *device) startAgent(peers ...string) *running {
 	d.t.Helper()
-	args := []string{"agent", d.dir, "--interval", "2s", "--log-level", "debug"}
-	for _, p := range peers {
-		args = append(args, "--peer", p)
-	}
-	cmd := exec.Command(bin, args...)
-	cmd.Env = d.env
-	r := &running{cmd: cmd, log: &bytes.Buffer{}, done: make(chan error, 1)}
-	cmd.Stdout, cmd.Stderr = r.log, r.log
-	if err := cmd.Start(); err != nil {
-		d.t.Fatal(err)
-	}
-	go func() { r.done <- cmd.Wait() }()
-	d.t.Cleanup(func() {
-		if cmd.ProcessState == nil {
-			cmd.Process.Kill()
-			<-r.done
-		}
-	})
+	r := d.launch([]string{"--interval", "2s", "--log-level", "debug"}, peers)
 	// Wait for its socket to answer.
 	waitFor(d.t, 60*time.Second, d.name+" agent up", func() bool {
 		s := d.status()

@@ -24,7 +24,14 @@ func (r *running) kill() {
 // may come before it does).
 func (d *device) startQuiet(peers ...string) *running {
 	d.t.Helper()
-	args := []string{"agent", d.dir, "--interval", "1s"}
+	return d.launch([]string{"--interval", "1s"}, peers)
+}
+
+// launch starts `backpack agent` for d with flags and peer folders; the
+// test's cleanup kills it if it still runs.
+func (d *device) launch(flags, peers []string) *running {
+	d.t.Helper()
+	args := append([]string{"agent", d.dir}, flags...)
 	for _, p := range peers {
 		args = append(args, "--peer", p)
 	}
