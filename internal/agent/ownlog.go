@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 
 	"github.com/backpack-field/backpack/internal/store"
 	bplog "github.com/backpack-field/backpack/log"
@@ -120,6 +121,11 @@ func (o *ownLog) checkLine(line []byte) string {
 		return "event " + e.ID + ": " + err.Error()
 	}
 	pub, err := o.reg.Resolve(e.KeyID)
+	if err != nil && o.reloadKeys() {
+		// A command trusted the key meanwhile (`backpack trust`, the
+		// TUI): it appended the KEY_PROMOTION and rewrote keys.json.
+		pub, err = o.reg.Resolve(e.KeyID)
+	}
 	if err != nil {
 		return fmt.Sprintf("event %s: key %q: %v", e.ID, e.KeyID, err)
 	}
@@ -131,4 +137,18 @@ func (o *ownLog) checkLine(line []byte) string {
 	}
 	o.heads[e.Actor] = e.ID
 	return ""
+}
+
+// reloadKeys reads identity/keys.json again; it reports whether it did.
+func (o *ownLog) reloadKeys() bool {
+	data, err := os.ReadFile(filepath.Join(filepath.Dir(filepath.Dir(o.path)), filepath.FromSlash(store.KeysPath)))
+	if err != nil {
+		return false
+	}
+	reg, err := bplog.ParseRegistry(data)
+	if err != nil {
+		return false
+	}
+	o.reg = reg
+	return true
 }
