@@ -59,6 +59,20 @@ type builder struct {
 // build makes a view of the backpack as it is now.
 func (b *builder) build(ctx context.Context) (*View, error) {
 	now := time.Now()
+	// status.json opens the backpack a second time when no agent runs:
+	// build it on the other core meanwhile.
+	var status chan []byte
+	if !b.noStatus {
+		if g, err := store.ReadGenesis(b.dir); err == nil {
+			status = make(chan []byte, 1)
+			go func() { status <- b.status(ctx, g.UID) }()
+			defer func() {
+				if status != nil {
+					<-status // an error return: wait for it all the same
+				}
+			}()
+		}
+	}
 	bp, err := store.Open(ctx, b.dir, store.Options{ReadOnly: true, KeyFile: b.keyFile, Logger: b.log})
 	if err != nil {
 		return nil, err
@@ -119,9 +133,9 @@ func (b *builder) build(ctx context.Context) (*View, error) {
 	}
 	root.mkdir(dirNew).perm = permDropDir
 	root.mkdir(dirInbox).perm = permDropDir
-	if !b.noStatus {
-		st := b.status(ctx, snap.UID)
-		root.add(fileStatus, fileEntry(st, now))
+	if status != nil {
+		root.add(fileStatus, fileEntry(<-status, now))
+		status = nil
 	}
 	v.Info = info
 	v.root = root.freeze()

@@ -32,7 +32,9 @@ func TestMain(m *testing.M) {
 	if spec := os.Getenv(helperEnv); spec != "" {
 		os.Exit(helperMount(spec))
 	}
-	os.Exit(m.Run())
+	code := m.Run()
+	cleanupBench()
+	os.Exit(code)
 }
 
 func helperMount(spec string) int {
@@ -416,6 +418,13 @@ func exportBundle(t testing.TB, fx *fixture, bodies ...canon.Value) []byte {
 	if err := os.CopyFS(rep, os.DirFS(fx.dir)); err != nil {
 		t.Fatal(err)
 	}
+	return exportFrom(t, fx, rep, bodies...)
+}
+
+// exportFrom appends bodies in the replica rep (same key as fx) and
+// returns a bundle of what fx lacks.
+func exportFrom(t testing.TB, fx *fixture, rep string, bodies ...canon.Value) []byte {
+	t.Helper()
 	a, err := store.Open(context.Background(), fx.dir, store.Options{ReadOnly: true})
 	if err != nil {
 		t.Fatal(err)
@@ -527,7 +536,7 @@ func TestMountNew(t *testing.T) {
 // kernel's caches are invalidated).
 func TestMountInvalidation(t *testing.T) {
 	fx := newFixture(t)
-	_, mnt := mountFixture(t, fx, fusefs.Options{KeepCache: true})
+	_, mnt := mountFixture(t, fx, fusefs.Options{ReadMode: fusefs.ReadCache})
 	statePath := filepath.Join(mnt, "state/canonical/door_02/status")
 	logPath := filepath.Join(mnt, store.EventsPath)
 	if got := readFile(t, statePath); got != "\"broken\"\n" {
@@ -712,5 +721,29 @@ func TestMountErrors(t *testing.T) {
 	_, err = fusefs.Mount(context.Background(), fusefs.Options{Dir: fx.base, Mountpoint: t.TempDir()})
 	if !errors.Is(err, store.ErrNotBackpack) {
 		t.Errorf("not a backpack: %v", err)
+	}
+}
+
+// TestMountReadModes: in every read mode events.ndjson reads as on disk,
+// before and after the log grows.
+func TestMountReadModes(t *testing.T) {
+	for _, mode := range []fusefs.ReadMode{fusefs.ReadCache, fusefs.ReadPlain, fusefs.ReadDirect, fusefs.ReadPassthrough} {
+		t.Run("mode="+string(mode), func(t *testing.T) {
+			fx := newFixture(t)
+			_, mnt := mountFixture(t, fx, fusefs.Options{ReadMode: mode})
+			p := filepath.Join(mnt, store.EventsPath)
+			disk := filepath.Join(fx.dir, store.EventsPath)
+			if readFile(t, p) != readFile(t, disk) {
+				t.Fatal("events.ndjson differs from disk")
+			}
+			fx.append(t, body("OBSERVATION", "m", "n", canon.IntValue(1), 0.9))
+			want := readFile(t, disk)
+			eventually(t, "grown log through the mount", func() error {
+				if got := readFile(t, p); got != want {
+					return fmt.Errorf("%d bytes, disk %d", len(got), len(want))
+				}
+				return nil
+			})
+		})
 	}
 }

@@ -273,8 +273,15 @@ func (h *entryHandle) Release(ctx context.Context) syscall.Errno {
 // logHandle reads events.ndjson as one view saw it, straight from the
 // file (spliced to the kernel when it can be).
 type logHandle struct {
-	lf   *logFile
-	size int64
+	lf          *logFile
+	size        int64
+	passthrough bool
+}
+
+// PassthroughFd offers the log file to the kernel for passthrough reads
+// in ReadPassthrough mode.
+func (h *logHandle) PassthroughFd() (int, bool) {
+	return int(h.lf.f.Fd()), h.passthrough
 }
 
 var (
@@ -307,10 +314,13 @@ func (s *Server) openLog() (fs.FileHandle, uint32, syscall.Errno) {
 			continue
 		}
 		var flags uint32
-		if s.opts.KeepCache {
+		switch s.opts.ReadMode {
+		case ReadDirect:
+			flags = fuse.FOPEN_DIRECT_IO
+		case ReadCache, ReadPassthrough:
 			flags = fuse.FOPEN_KEEP_CACHE
 		}
-		return &logHandle{lf: e.lr.f, size: e.lr.size}, flags, 0
+		return &logHandle{lf: e.lr.f, size: e.lr.size, passthrough: s.opts.ReadMode == ReadPassthrough}, flags, 0
 	}
 }
 

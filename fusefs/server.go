@@ -38,14 +38,48 @@ type Options struct {
 	StatusEvery time.Duration
 	// Settle is the watcher's settle period (default 100 ms).
 	Settle time.Duration
-	// KeepCache lets the kernel keep events.ndjson's pages between opens
-	// (FOPEN_KEEP_CACHE); they are invalidated when the log changes.
-	KeepCache bool
+	// ReadMode is how events.ndjson is read through the mount (default
+	// ReadCache); docs/BENCHMARKS.md compares them.
+	ReadMode ReadMode
 	// Debug logs every FUSE request (to Logger, at debug level).
 	Debug bool
 	// OnPanic, if set, is called with the value of a panic in a FUSE
 	// handler (tests fail on it); the request fails with EIO.
 	OnPanic func(any)
+}
+
+// ReadMode says how reads of events.ndjson reach the log file.
+type ReadMode string
+
+// Read modes.
+const (
+	// ReadCache (the default) keeps the kernel's pages between opens
+	// (FOPEN_KEEP_CACHE); they are invalidated when the log changes.
+	// Reads are bounded by the snapshot the view shows.
+	ReadCache ReadMode = ""
+	// ReadPlain drops the kernel's pages at each open.
+	ReadPlain ReadMode = "plain"
+	// ReadDirect bypasses the page cache: one FUSE request per read
+	// call (up to 1 MiB) instead of 128 KiB readahead requests.
+	ReadDirect ReadMode = "direct"
+	// ReadPassthrough lets the kernel read the log file itself (FUSE
+	// passthrough: Linux 6.9 or later, as root), at the disk's speed.
+	// Reads then see the file as it is on disk, which may be ahead of the
+	// view by lines appended since; after the log was replaced by a
+	// rewrite, opens keep reading the old file while any earlier open of
+	// it stays open. Without kernel support it behaves as ReadCache.
+	ReadPassthrough ReadMode = "passthrough"
+)
+
+// ParseReadMode parses a --read-mode value.
+func ParseReadMode(s string) (ReadMode, error) {
+	switch m := ReadMode(s); m {
+	case "cache":
+		return ReadCache, nil
+	case ReadPlain, ReadDirect, ReadPassthrough:
+		return m, nil
+	}
+	return "", fmt.Errorf("fusefs: unknown read mode %q (cache, plain, direct or passthrough)", s)
 }
 
 // ErrNoFUSE means the kernel's FUSE cannot be used here.
