@@ -568,9 +568,12 @@ func (s *Server) ignoredPath(p string) bool {
 	return strings.HasPrefix(rel, "state/") || strings.HasPrefix(rel, "artifacts/") || strings.HasPrefix(rel, "checkpoints/")
 }
 
+// fuseDevice is the kernel's FUSE device (a variable for tests).
+var fuseDevice = "/dev/fuse"
+
 // checkFUSE says clearly why FUSE cannot be used, before go-fuse tries.
 func checkFUSE() error {
-	f, err := os.OpenFile("/dev/fuse", os.O_RDWR, 0)
+	f, err := os.OpenFile(fuseDevice, os.O_RDWR, 0)
 	if err != nil {
 		switch {
 		case errors.Is(err, os.ErrNotExist):
