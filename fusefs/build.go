@@ -106,7 +106,8 @@ func (b *builder) build(ctx context.Context) (*View, error) {
 	if err != nil {
 		return nil, err
 	}
-	if fi, err := f.Stat(); err != nil || fi.Size() < snap.LogSize {
+	fi, err := f.Stat()
+	if err != nil || fi.Size() < snap.LogSize {
 		f.Close()
 		return nil, fmt.Errorf("events.ndjson changed while the view was built; retry")
 	}
@@ -121,7 +122,8 @@ func (b *builder) build(ctx context.Context) (*View, error) {
 	if x.size < snap.LogSize {
 		info.LogSize = x.size // an unfinished last line is not shown
 	}
-	root.add(store.EventsPath, &entry{lr: &logRange{f: lf, size: info.LogSize}, perm: permAppend, mtime: now,
+	// The log's own mtime: the kernel drops cached pages when it changes.
+	root.add(store.EventsPath, &entry{lr: &logRange{f: lf, size: info.LogSize}, perm: permAppend, mtime: fi.ModTime(),
 		version: versionOf("log", x.generation, uint64(info.LogSize))})
 	addTimelines(root, x, lf, now)
 	addForks(root, x, f, records, held["forks"], now, b.log)

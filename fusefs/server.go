@@ -181,10 +181,13 @@ func Mount(ctx context.Context, opts Options) (*Server, error) {
 		EntryTimeout: &sec,
 		AttrTimeout:  &sec,
 		MountOptions: fuse.MountOptions{
-			FsName:        opts.Dir,
-			Name:          "backpack",
-			DirectMount:   true,
-			MaxWrite:      1 << 20,
+			FsName:      opts.Dir,
+			Name:        "backpack",
+			DirectMount: true,
+			// Large reads and writes, but one page short of 1 MiB so
+			// that a read's reply fits the 1 MiB pipe go-fuse splices
+			// through.
+			MaxWrite:      1<<20 - 4096,
 			DisableXAttrs: true,
 			Debug:         opts.Debug,
 			PanicHandler: func(p any) fuse.Status {
@@ -196,9 +199,9 @@ func Mount(ctx context.Context, opts Options) (*Server, error) {
 			},
 		},
 	}
-	if opts.Debug {
-		fsOpts.MountOptions.Logger = slogLogger(s.log)
-	}
+	// go-fuse's own messages (and, with Debug, every request) go to the
+	// logger at debug level.
+	fsOpts.MountOptions.Logger = slogLogger(s.log)
 	root := &node{s: s}
 	raw := fs.NewNodeFS(root, fsOpts)
 	srv, err := fuse.NewServer(raw, opts.Mountpoint, &fsOpts.MountOptions)
