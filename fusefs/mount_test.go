@@ -34,6 +34,9 @@ func TestMain(m *testing.M) {
 	}
 	code := m.Run()
 	cleanupBench()
+	if cliPath != "" {
+		os.RemoveAll(filepath.Dir(cliPath))
+	}
 	os.Exit(code)
 }
 
