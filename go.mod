@@ -10,3 +10,5 @@ require (
 	go.bug.st/serial v1.8.0
 	golang.org/x/sys v0.43.0
 )
+
+require github.com/hanwen/go-fuse/v2 v2.12.1
