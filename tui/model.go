@@ -61,11 +61,11 @@ type Model struct {
 
 	width, height int
 
-	status *agent.Status
-	live   bool                 // status comes from a subscribed agent
-	sub    <-chan *agent.Status // the subscription, while live
-	stamp  string               // offline: Source.Stamp of the last load
-	loadErr string              // the last status could not be read
+	status  *agent.Status
+	live    bool                 // status comes from a subscribed agent
+	sub     <-chan *agent.Status // the subscription, while live
+	stamp   string               // offline: Source.Stamp of the last load
+	loadErr string               // the last status could not be read
 
 	detail     *Detail
 	detailKey  string // what the status said when detail was asked for
@@ -145,7 +145,7 @@ type (
 	// unchangedMsg: no agent appeared and the files did not change.
 	unchangedMsg struct{}
 	// tickMsg: time to look for an agent or changes again.
-	tickMsg struct{}
+	tickMsg   struct{}
 	detailMsg struct {
 		d   *Detail
 		err error
