@@ -338,3 +338,11 @@ func cell(s string, w int) string {
 	}
 	return s
 }
+
+// cellLeft is cell keeping the end of s (the telling part of a path).
+func cellLeft(s string, w int) string {
+	if ansi.StringWidth(s) > w {
+		s = ansi.TruncateLeft(s, ansi.StringWidth(s)-w+1, "…")
+	}
+	return cell(s, w)
+}

@@ -214,7 +214,7 @@ func (m *Model) peersView(w, h int) []string {
 		if !p.Trusted || p.LastError != "" {
 			name = "!" + name
 		}
-		t := fmt.Sprintf("%s%-16s %-20s %-9s %9d %7d %4d %4d", mark, cell(name, 16), cell("folder "+p.Folder, 20),
+		t := fmt.Sprintf("%s%-16s %-20s %-9s %9d %7d %4d %4d", mark, cell(name, 16), cellLeft(p.Folder, 20),
 			cell(m.agoText(p.LastContact), 9), p.TheyLack, p.WeLack, p.BundlesIn, p.BundlesOut)
 		if j == m.cursor[viewPeers] {
 			t = m.st.cursor.Render(t)
@@ -280,13 +280,13 @@ func (m *Model) forkLines(w int) []line {
 	for i, f := range forks {
 		at := f.ForkPoint
 		if at == "" {
-			at = "the start of the chain"
+			at = "its start"
 		}
-		kind := "forked after " + at
+		kind := "split after " + short(at, 16) + "…"
 		if f.Kind == bplog.ForkSameID {
-			kind = "two contents for " + at
+			kind = "has two contents for " + short(at, 16) + "…"
 		}
-		title := fmt.Sprintf("  FORK %d/%d  %s %s; detected %s", i+1, len(forks), m.st.bold.Render(f.Actor), kind, shortTime(f.DetectedAt))
+		title := fmt.Sprintf("  FORK %d/%d  %s %s; detected %s", i+1, len(forks), m.st.bold.Render(f.Actor), kind, detectedShort(f.DetectedAt))
 		out = append(out, line{title, i})
 		for _, l := range sideBySide(f.Sides, w-4) {
 			out = append(out, line{"    " + l, i})
@@ -340,6 +340,14 @@ func sideBySide(sides []ForkSide, w int) []string {
 func orDash(s string) string {
 	if s == "" {
 		return "-"
+	}
+	return s
+}
+
+// detectedShort is "03-14 11:52" from a backpack timestamp.
+func detectedShort(s string) string {
+	if len(s) >= 16 && s[10] == 'T' {
+		return s[5:10] + " " + s[11:16]
 	}
 	return s
 }
@@ -421,7 +429,7 @@ func (m *Model) heldLines(w int) []line {
 		head(fmt.Sprintf("Pending (%d): waiting for a missing predecessor", len(d.Pending)))
 		if m.status != nil {
 			for _, n := range m.status.Held.Needs {
-				out = append(out, line{"    " + m.st.warn.Render(needText(n)), -1})
+				out = append(out, line{"  " + m.st.warn.Render(needText(n)), -1})
 			}
 		}
 		for _, h := range d.Pending {
@@ -433,7 +441,11 @@ func (m *Model) heldLines(w int) []line {
 	if len(d.Quarantine) > 0 {
 		head(fmt.Sprintf("Quarantine (%d)", len(d.Quarantine)))
 		for _, h := range d.Quarantine {
-			out = append(out, line{fmt.Sprintf("  %s  %s  key %s  from %s", orDash(h.EventID), orDash(h.Actor), orDash(h.KeyID), orDash(h.Source)), item})
+			id := h.EventID
+			if id == "" {
+				id = "(no event id)"
+			}
+			out = append(out, line{fmt.Sprintf("  %s  %s  from %s", id, orDash(h.Actor), orDash(h.Source)), item})
 			out = append(out, line{"      " + h.Reason, item})
 			item++
 		}
@@ -451,13 +463,19 @@ func (m *Model) heldLines(w int) []line {
 }
 
 // needText rewords the agent's "actor A: need events after evt_X (n
-// events waiting)" as the operator reads it.
+// events waiting)" as "need events after evt_X from actor A; n wait for
+// them". Text of another shape is shown as it is.
 func needText(s string) string {
-	actor, rest, ok := strings.Cut(s, ": ")
+	actor, rest, ok := strings.Cut(s, ": need events after ")
 	if !ok || !strings.HasPrefix(actor, "actor ") {
 		return s
 	}
-	return strings.TrimPrefix(rest, "need ") + " from " + actor
+	after, count, ok := strings.Cut(rest, " (")
+	n, ok2 := strings.CutSuffix(count, " events waiting)")
+	if !ok || !ok2 {
+		return s
+	}
+	return fmt.Sprintf("need events after %s from %s; %s waiting", after, actor, n)
 }
 
 func (m *Model) eventsView(w, h int) []string {
