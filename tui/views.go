@@ -475,7 +475,7 @@ func needText(s string) string {
 	if !ok || !ok2 {
 		return s
 	}
-	return fmt.Sprintf("need events after %s from %s; %s waiting", after, actor, n)
+	return fmt.Sprintf("need events after %s from %s (%s wait)", after, actor, n)
 }
 
 func (m *Model) eventsView(w, h int) []string {
