@@ -145,7 +145,9 @@ type (
 	// unchangedMsg: no agent appeared and the files did not change.
 	unchangedMsg struct{}
 	// tickMsg: time to look for an agent or changes again.
-	tickMsg   struct{}
+	tickMsg struct{}
+	// clockMsg: time to redraw the relative times.
+	clockMsg  struct{}
 	detailMsg struct {
 		d   *Detail
 		err error
@@ -159,8 +161,17 @@ type (
 	RadioMsg struct{ Status *RadioStatus }
 )
 
-// Init connects to the agent, or reads the backpack without one.
-func (m Model) Init() tea.Cmd { return connect(m.src) }
+// Init connects to the agent, or reads the backpack without one, and
+// starts the clock that keeps "12s ago" current.
+func (m Model) Init() tea.Cmd { return tea.Batch(connect(m.src), clock()) }
+
+// clockEvery is how often the screen is redrawn for the relative times
+// it shows; a redraw reads nothing.
+const clockEvery = time.Second
+
+func clock() tea.Cmd {
+	return tea.Tick(clockEvery, func(time.Time) tea.Msg { return clockMsg{} })
+}
 
 // connect subscribes to the agent; with none, it loads the offline
 // status.
@@ -267,6 +278,8 @@ func (m Model) Update(msg tea.Msg) (tea.Model, tea.Cmd) {
 		return m, tea.Batch(tick(), m.maybeLoad())
 	case unchangedMsg:
 		return m, tick()
+	case clockMsg:
+		return m, clock()
 	case tickMsg:
 		if m.live {
 			return m, nil // a subscription delivers changes; no polling

@@ -52,7 +52,7 @@ func send(t *testing.T, m Model, msgs ...tea.Msg) Model {
 		m = nm.(Model)
 		for _, out := range runCmd(cmd) {
 			switch out.(type) {
-			case tickMsg, unchangedMsg:
+			case tickMsg, unchangedMsg, clockMsg:
 				continue // the timer; tests send ticks themselves
 			}
 			msgs = append(msgs, out)
@@ -97,7 +97,7 @@ func TestUpdateInitSubscribesOrGoesOffline(t *testing.T) {
 	live := &fakeSource{live: true, status: st, detail: fixtureDetail(t, st)}
 	defer live.Close()
 	m := NewModel(live, ModelOptions{Now: fixedNow})
-	msgs := runCmd(m.Init())
+	msgs := runCmd(m.Init()) // the clock's tick is still waiting
 	if len(msgs) != 1 || reflect.TypeOf(msgs[0]) != reflect.TypeOf(subscribedMsg{}) {
 		t.Fatalf("Init with an agent: %#v", msgs)
 	}
