@@ -428,6 +428,9 @@ func (m Model) key(k tea.KeyMsg) (tea.Model, tea.Cmd) {
 		m.pane.vp, cmd = m.pane.vp.Update(k)
 		return m, cmd
 	}
+	if m.trusting == "" {
+		m.msg, m.msgErr = "", false // a message stays until the next key
+	}
 	switch s {
 	case "q":
 		m.quitting = true
