@@ -28,9 +28,18 @@ type Options struct {
 	// device holds) or "all".
 	KeepBundles string
 	Logger      *slog.Logger
-	// Settle is the watcher's settle period (default the watcher's).
+	// Settle is the watcher's settle period (default DefaultSettle).
 	Settle time.Duration
+	// LogProgress logs the progress of long imports about once a second
+	// (for a person watching a terminal); subscribers always get it.
+	LogProgress bool
 }
+
+// DefaultSettle is how long a change in a watched folder must be quiet
+// before a pass: short, because devices write their bundles by rename
+// (whole at once), and a bundle copied in slowly and read too early is
+// read again when it changes.
+const DefaultSettle = 50 * time.Millisecond
 
 // Agent syncs one backpack with peer folders. Build it with New and call
 // Run once.
@@ -46,22 +55,30 @@ type Agent struct {
 	status atomic.Pointer[Status]
 	syncCh chan struct{} // one slot: "sync now" requests
 
+	// progMu guards progLogged.
+	progMu     sync.Mutex
+	progLogged time.Time
+
 	// subMu guards subs.
 	subMu sync.Mutex
 	subs  map[chan struct{}]struct{}
 
 	// Only touched by the loop goroutine (Run's).
-	ledger    *Ledger
-	keyID     string
-	own       ownLog
-	started   time.Time
-	passes    int64
-	waiting   string
-	errs      []ErrorEntry
-	folderErr map[string]string
-	peerStat  []PeerStatus
-	tp        Throughput
-	recent    []moved
+	// b is the store kept warm between passes (released, without the
+	// lock, while no pass runs); nil before the first pass.
+	b            *store.Backpack
+	lastThorough time.Time
+	ledger       *Ledger
+	keyID        string
+	own          ownLog
+	started      time.Time
+	passes       int64
+	waiting      string
+	errs         []ErrorEntry
+	folderErr    map[string]string
+	peerStat     []PeerStatus
+	tp           Throughput
+	recent       []moved
 }
 
 // moved is what one pass moved, for the recent rates.
@@ -74,6 +91,9 @@ type moved struct {
 func New(opts Options) (*Agent, error) {
 	if opts.Interval <= 0 {
 		opts.Interval = 30 * time.Second
+	}
+	if opts.Settle <= 0 {
+		opts.Settle = DefaultSettle
 	}
 	switch opts.KeepBundles {
 	case "":
@@ -176,6 +196,9 @@ func (a *Agent) Run(ctx context.Context) error {
 	wg.Go(func() { a.serve(ctx, ln) })
 	a.log.Info("agent started", "backpack", a.dir, "peers", a.peers, "device_dir", a.devDir)
 	lerr := a.loop(ctx)
+	if a.b != nil {
+		a.b.Close()
+	}
 	cancel()
 	ln.Close()
 	wg.Wait()

@@ -31,6 +31,9 @@ func TestMain(m *testing.M) {
 	}
 	code := m.Run()
 	os.RemoveAll(dir)
+	if genRoot != "" {
+		os.RemoveAll(genRoot)
+	}
 	os.Exit(code)
 }
 
@@ -122,24 +125,7 @@ type running struct {
 
 func (d *device) startAgent(peers ...string) *running {
 	d.t.Helper()
-	args := []string{"agent", d.dir, "--interval", "2s", "--log-level", "debug"}
-	for _, p := range peers {
-		args = append(args, "--peer", p)
-	}
-	cmd := exec.Command(bin, args...)
-	cmd.Env = d.env
-	r := &running{cmd: cmd, log: &bytes.Buffer{}, done: make(chan error, 1)}
-	cmd.Stdout, cmd.Stderr = r.log, r.log
-	if err := cmd.Start(); err != nil {
-		d.t.Fatal(err)
-	}
-	go func() { r.done <- cmd.Wait() }()
-	d.t.Cleanup(func() {
-		if cmd.ProcessState == nil {
-			cmd.Process.Kill()
-			<-r.done
-		}
-	})
+	r := d.launch([]string{"--interval", "2s", "--log-level", "debug"}, peers)
 	// Wait for its socket to answer.
 	waitFor(d.t, 60*time.Second, d.name+" agent up", func() bool {
 		s := d.status()
@@ -241,6 +227,11 @@ func TestThreeDevices(t *testing.T) {
 	t.Logf("converged: %d events, state %s; B: %s", sb.Backpack.Events, sb.Backpack.StateHash, sb.Verdict)
 	if len(sb.Peers) != 2 || !strings.Contains(sb.Verdict, "in sync") {
 		t.Errorf("B's status: peers %+v, verdict %q", sb.Peers, sb.Verdict)
+	}
+	for _, p := range sb.Peers {
+		if p.BundlesIn == 0 || p.BundlesOut == 0 {
+			t.Errorf("B's peer %s (%s): %d bundles in, %d out; both wrote and read", p.KeyID, p.Actor, p.BundlesIn, p.BundlesOut)
+		}
 	}
 
 	ra.stop(t, "a")

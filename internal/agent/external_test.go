@@ -157,3 +157,34 @@ func devHash(t *testing.T, dir string) string {
 	sum := sha256.Sum256([]byte(abs))
 	return hex.EncodeToString(sum[:4])
 }
+
+// TestTrustWhileAgentRuns: a key trusted with `backpack trust` while the
+// agent runs releases the events that waited in the quarantine; the
+// agent sees them appended by another program and takes them as valid
+// (the key is now in keys.json), with no error.
+func TestTrustWhileAgentRuns(t *testing.T) {
+	base := shortTemp(t)
+	a, b := newDevice(t, base, "a"), newDevice(t, base, "b")
+	p := filepath.Join(base, "p")
+	os.MkdirAll(p, 0o755)
+	a.must("init", a.dir, "--actor", "alpha")
+	bID := keyIDLine(b.must("join", a.dir, b.dir, "--actor", "bravo"))
+	for i := range 3 {
+		appendObs(b, "well_b", i)
+	}
+	ra, rb := a.startAgent(p), b.startAgent(p)
+	waitFor(t, 60*time.Second, "b's events in a's quarantine", func() bool { return a.status().Held.Quarantine == 3 })
+	a.must("trust", a.dir, bID)
+	waitFor(t, 60*time.Second, "b's events applied on a", func() bool {
+		s := a.status()
+		return s.Held.Quarantine == 0 && s.Backpack.Events >= 2+1+3
+	})
+	// Let the agent look at what the command appended.
+	a.must("status", a.dir)
+	time.Sleep(500 * time.Millisecond)
+	for _, e := range a.status().Errors {
+		t.Errorf("a's agent reports: %s: %s", e.Where, e.Message)
+	}
+	ra.stop(t, "a")
+	rb.stop(t, "b")
+}

@@ -6,9 +6,10 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
-	"path/filepath"
 	"sort"
 	"time"
+
+	"github.com/backpack-field/backpack/internal/store"
 )
 
 // LedgerVersion is the version of agent/ledger.json.
@@ -36,6 +37,11 @@ type FolderState struct {
 	// FrontierDigest the SHA-256 (hex) of the backpack frontier it held.
 	FrontierSeq    int64  `json:"frontier_seq"`
 	FrontierDigest string `json:"frontier_digest"`
+	// BundlesIn counts, per device dir, the bundles imported from it;
+	// BundlesOut the bundles we wrote into this folder (both since the
+	// ledger began).
+	BundlesIn  map[string]int `json:"bundles_in,omitempty"`
+	BundlesOut int            `json:"bundles_out,omitempty"`
 }
 
 // SeenBundle is a bundle of another device and what importing it did. A
@@ -107,7 +113,7 @@ func (l *Ledger) Save(path string) error {
 	if err != nil {
 		return err
 	}
-	return writeAtomic(path, append(data, '\n'), 0o600)
+	return store.WriteFileAtomic(path, append(data, '\n'), 0o600)
 }
 
 // carried returns the event ids our bundles still present carry.
@@ -129,40 +135,4 @@ func (f *FolderState) seenKeys() []string {
 	}
 	sort.Strings(keys)
 	return keys
-}
-
-// writeAtomic writes data to path through a temp file whose name starts
-// with '.', fsyncs it, renames it over path and fsyncs the directory.
-func writeAtomic(path string, data []byte, perm os.FileMode) error {
-	dir := filepath.Dir(path)
-	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp-*")
-	if err != nil {
-		return err
-	}
-	tmp := f.Name()
-	defer os.Remove(tmp) // no-op after the rename
-	if _, err := f.Write(data); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Chmod(perm); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		return err
-	}
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
 }

@@ -2,18 +2,14 @@ package agent
 
 import (
 	"bytes"
-	"crypto/sha256"
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 
 	"github.com/backpack-field/backpack/internal/store"
 	bplog "github.com/backpack-field/backpack/log"
 )
-
-// tailWindow is how many bytes before the end of what the agent has seen
-// of events.ndjson it fingerprints to notice a rewrite.
-const tailWindow = 64 << 10
 
 // ownLog follows the backpack's events.ndjson between passes, to check
 // lines other programs append (`provara append`, `cat >>`) before the
@@ -21,7 +17,7 @@ const tailWindow = 64 << 10
 type ownLog struct {
 	path  string
 	size  int64    // bytes seen (ends at a line end)
-	tail  [32]byte // SHA-256 of the tailWindow bytes before size
+	tail  [32]byte // SHA-256 of the store.TailWindow bytes before size
 	lines int
 	heads map[string]string // actor -> last event id in file order
 	reg   *bplog.Registry
@@ -29,9 +25,8 @@ type ownLog struct {
 
 // logProblem is one problem found in lines another program wrote.
 type logProblem struct {
-	Rewritten bool
-	Offset    int64
-	Message   string
+	Offset  int64
+	Message string
 }
 
 // reset takes the store's view after a pass as the new baseline.
@@ -49,17 +44,8 @@ func (o *ownLog) reset(b *store.Backpack) error {
 }
 
 func (o *ownLog) tailHash(size int64) ([32]byte, error) {
-	f, err := os.Open(o.path)
-	if err != nil {
-		return [32]byte{}, err
-	}
-	defer f.Close()
-	start := max(0, size-tailWindow)
-	buf := make([]byte, size-start)
-	if _, err := f.ReadAt(buf, start); err != nil && err != io.EOF {
-		return [32]byte{}, err
-	}
-	return sha256.Sum256(buf), nil
+	id, err := store.FileTail(o.path, size)
+	return id.Tail, err
 }
 
 // check looks at the log as it is now. It returns whether it changed
@@ -74,19 +60,20 @@ func (o *ownLog) check() (changed bool, problems []logProblem, err error) {
 		return false, nil, err
 	}
 	size := st.Size()
+	// A rewrite (shorter, or bytes already seen changed) is not judged
+	// here: the next pass reloads the store and tells a merge, which
+	// keeps every event, from a loss (Agent.noteRewrite).
 	if size < o.size {
-		problems = append(problems, logProblem{Rewritten: true, Message: fmt.Sprintf("events.ndjson was rewritten by another program (it shrank from %d to %d bytes)", o.size, size)})
-		o.size, o.tail = size, [32]byte{}
+		o.size = size
 		o.tail, _ = o.tailHash(size)
-		return true, problems, nil
+		return true, nil, nil
 	}
 	if t, err := o.tailHash(o.size); err != nil {
 		return false, nil, err
 	} else if t != o.tail {
-		problems = append(problems, logProblem{Rewritten: true, Message: "events.ndjson was rewritten by another program (bytes already seen changed)"})
 		o.size = size
 		o.tail, _ = o.tailHash(size)
-		return true, problems, nil
+		return true, nil, nil
 	}
 	if size == o.size {
 		return false, nil, nil
@@ -134,6 +121,11 @@ func (o *ownLog) checkLine(line []byte) string {
 		return "event " + e.ID + ": " + err.Error()
 	}
 	pub, err := o.reg.Resolve(e.KeyID)
+	if err != nil && o.reloadKeys() {
+		// A command trusted the key meanwhile (`backpack trust`, the
+		// TUI): it appended the KEY_PROMOTION and rewrote keys.json.
+		pub, err = o.reg.Resolve(e.KeyID)
+	}
 	if err != nil {
 		return fmt.Sprintf("event %s: key %q: %v", e.ID, e.KeyID, err)
 	}
@@ -145,4 +137,18 @@ func (o *ownLog) checkLine(line []byte) string {
 	}
 	o.heads[e.Actor] = e.ID
 	return ""
+}
+
+// reloadKeys reads identity/keys.json again; it reports whether it did.
+func (o *ownLog) reloadKeys() bool {
+	data, err := os.ReadFile(filepath.Join(filepath.Dir(filepath.Dir(o.path)), filepath.FromSlash(store.KeysPath)))
+	if err != nil {
+		return false
+	}
+	reg, err := bplog.ParseRegistry(data)
+	if err != nil {
+		return false
+	}
+	o.reg = reg
+	return true
 }

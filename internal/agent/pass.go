@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"strings"
 	"time"
 
 	"github.com/backpack-field/backpack/bundles"
@@ -30,13 +31,18 @@ func (a *Agent) pass(ctx context.Context) (err error) {
 			a.noteError("events.ndjson", errors.New(p.Message))
 		}
 	}
-	b, err := store.Open(ctx, a.dir, store.Options{KeyFile: a.opts.KeyFile, Logger: a.log})
+	b, err := a.acquire(ctx)
 	if err != nil {
 		return err
 	}
 	defer func() {
-		if cerr := b.Close(); err == nil {
-			err = cerr
+		if rerr := b.Release(); rerr != nil {
+			// Start from the files next time.
+			b.Close()
+			a.b = nil
+			if err == nil {
+				err = rerr
+			}
 		}
 	}()
 	key, err := b.SigningKey()
@@ -86,6 +92,63 @@ func (a *Agent) pass(ctx context.Context) (err error) {
 		a.log.Debug("pass", "took", time.Since(t0))
 	}
 	return nil
+}
+
+// thoroughEvery is how often a pass checks the whole log the warm store
+// holds by its hash, not only its recognisable tail.
+const thoroughEvery = 5 * time.Minute
+
+// acquire returns the store for a pass, with the writer lock: the warm
+// one kept from the last pass, caught up with what other writers did
+// meanwhile, or a fresh open.
+func (a *Agent) acquire(ctx context.Context) (*store.Backpack, error) {
+	if a.b == nil {
+		b, err := store.Open(ctx, a.dir, store.Options{KeyFile: a.opts.KeyFile, Logger: a.log, Progress: a.onProgress})
+		if err != nil {
+			return nil, err
+		}
+		a.b, a.lastThorough = b, time.Now()
+		return b, nil
+	}
+	thorough := time.Since(a.lastThorough) >= thoroughEvery
+	before := a.b.Snapshot()
+	res, err := a.b.Reacquire(ctx, thorough)
+	if err != nil {
+		return nil, err
+	}
+	if thorough {
+		a.lastThorough = time.Now()
+	}
+	if res.Reloaded != "" {
+		a.noteRewrite(before, a.b.Snapshot(), res.Reloaded)
+	}
+	return a.b, nil
+}
+
+// noteRewrite judges a rewrite of events.ndjson by another program: a
+// merge by another backpack command (or the reference's sync) keeps every
+// event and is only logged; a rewrite that lost events is an error in the
+// status.
+func (a *Agent) noteRewrite(before, after *store.Snapshot, why string) {
+	var lost []string
+	for actor, h := range before.Heads {
+		if n := after.Heads[actor].Events; n < h.Events {
+			lost = append(lost, fmt.Sprintf("actor %s: %d of %d events", actor, h.Events-n, h.Events))
+		}
+	}
+	if len(lost) == 0 && len(after.BadLines) <= len(before.BadLines) {
+		a.log.Info("events.ndjson was rewritten by another program; every event is still there", "why", why)
+		return
+	}
+	sort.Strings(lost)
+	msg := fmt.Sprintf("events.ndjson was rewritten by another program (%s)", why)
+	if len(lost) > 0 {
+		msg += " and lost events: " + strings.Join(lost, "; ")
+	}
+	if d := len(after.BadLines) - len(before.BadLines); d > 0 {
+		msg += fmt.Sprintf("; %d more unusable lines", d)
+	}
+	a.noteError("events.ndjson", errors.New(msg))
 }
 
 // ownPeerDir is our directory in the peer folder root.
@@ -239,7 +302,7 @@ func (a *Agent) passFolder(ctx context.Context, b *store.Backpack, key bplog.Pri
 	}
 	var st []PeerStatus
 	for _, p := range peers {
-		p.st.BundlesOut = len(fs.Exported)
+		p.st.BundlesOut = fs.BundlesOut
 		st = append(st, p.st)
 	}
 	return st, in, out, nil
@@ -284,10 +347,21 @@ func (a *Agent) importFrom(ctx context.Context, b *store.Backpack, fs *FolderSta
 		return 0, err
 	}
 	in := 0
+	present := map[string]bool{}
+	defer func() {
+		// The ledger forgets bundles their device has removed.
+		for k := range fs.Seen {
+			if name, ok := strings.CutPrefix(k, p.name+"/"); ok && !present[name] {
+				delete(fs.Seen, k)
+			}
+		}
+		p.st.BundlesIn = fs.BundlesIn[p.name]
+	}()
 	for _, e := range entries {
 		if _, ok := ParseBundleName(e.Name()); !ok || !e.Type().IsRegular() {
 			continue
 		}
+		present[e.Name()] = true
 		path := filepath.Join(dir, "bundles", e.Name())
 		info, err := e.Info()
 		if err != nil {
@@ -296,7 +370,6 @@ func (a *Agent) importFrom(ctx context.Context, b *store.Backpack, fs *FolderSta
 		k := p.name + "/" + e.Name()
 		seen := fs.Seen[k]
 		if seen != nil && seen.Size == info.Size() && seen.ModTime.Equal(info.ModTime()) {
-			p.st.BundlesIn++
 			continue
 		}
 		sum, err := hashFile(path)
@@ -305,7 +378,6 @@ func (a *Agent) importFrom(ctx context.Context, b *store.Backpack, fs *FolderSta
 		}
 		if seen != nil && seen.Size == info.Size() && seen.SHA256 == sum {
 			seen.ModTime = info.ModTime()
-			p.st.BundlesIn++
 			continue
 		}
 		rec := &SeenBundle{Size: info.Size(), SHA256: sum, ModTime: info.ModTime(), ImportedAt: time.Now().UTC()}
@@ -327,7 +399,12 @@ func (a *Agent) importFrom(ctx context.Context, b *store.Backpack, fs *FolderSta
 				"pending", rec.Pending, "quarantined", rec.Quarantined, "rejected", rec.Rejected)
 		}
 		fs.Seen[k] = rec
-		p.st.BundlesIn++
+		if rec.Refused == "" {
+			if fs.BundlesIn == nil {
+				fs.BundlesIn = map[string]int{}
+			}
+			fs.BundlesIn[p.name]++
+		}
 	}
 	return in, nil
 }
@@ -419,10 +496,11 @@ func (a *Agent) export(b *store.Backpack, key bplog.PrivateKey, fs *FolderState,
 	}
 	seq := fs.NextSeq
 	name := BundleName(seq, buf.Bytes())
-	if err := writeAtomic(filepath.Join(mine, "bundles", name), buf.Bytes(), 0o644); err != nil {
+	if err := store.WriteFileAtomic(filepath.Join(mine, "bundles", name), buf.Bytes(), 0o644); err != nil {
 		return err
 	}
 	fs.NextSeq = seq + 1
+	fs.BundlesOut++
 	fs.Exported = append(fs.Exported, &ExportedBundle{Name: name, Seq: seq, Size: int64(buf.Len()), CreatedAt: now.UTC(), EventIDs: ids})
 	a.tp.BundlesOut++
 	a.log.Info("exported", "bundle", filepath.Join(mine, "bundles", name), "events", len(ids))
@@ -440,7 +518,7 @@ func (a *Agent) writeFrontier(fs *FolderState, mine string, key bplog.PrivateKey
 	}
 	fs.FrontierSeq++
 	pf := PeerFrontier{UID: a.uid, KeyID: key.ID, Seq: fs.FrontierSeq, Frontier: ours, UpdatedAt: pytime.FormatUTC(time.Now())}
-	if err := writeAtomic(path, pf.Sign(key.Key), 0o644); err != nil {
+	if err := store.WriteFileAtomic(path, pf.Sign(key.Key), 0o644); err != nil {
 		return err
 	}
 	fs.FrontierDigest = digest
@@ -452,7 +530,7 @@ func writeIfChanged(path string, data []byte) error {
 	if cur, err := os.ReadFile(path); err == nil && bytes.Equal(cur, data) {
 		return nil
 	}
-	return writeAtomic(path, data, 0o644)
+	return store.WriteFileAtomic(path, data, 0o644)
 }
 
 func hashFile(path string) (string, error) {

@@ -11,6 +11,8 @@ import (
 	"path/filepath"
 	"sync"
 	"time"
+
+	"github.com/backpack-field/backpack/internal/store"
 )
 
 // maxSocketPath is the longest path a unix socket address may have on
@@ -145,11 +147,37 @@ func (a *Agent) subscribe(ctx context.Context, c net.Conn, enc *json.Encoder) {
 	}
 }
 
+// onProgress hears a long import's progress (from the store's reporter
+// goroutine): it goes to subscribers at once (not to status.json) and,
+// with Options.LogProgress, to the log about once a second.
+func (a *Agent) onProgress(p store.Progress) {
+	if prev := a.status.Load(); prev != nil {
+		s := *prev
+		s.Agent.Progress = &ProgressStatus{Source: p.Source, Phase: p.Phase, Done: p.Done, Total: p.Total}
+		a.status.Store(&s)
+		a.notify()
+	}
+	if !a.opts.LogProgress {
+		return
+	}
+	a.progMu.Lock()
+	defer a.progMu.Unlock()
+	if now := time.Now(); p.Phase != "checking" || p.Done == p.Total || now.Sub(a.progLogged) >= time.Second {
+		a.progLogged = now
+		a.log.Info("import progress", "source", p.Source, "phase", p.Phase, "done", p.Done, "total", p.Total)
+	}
+}
+
 // publish makes s the current status: stored, written to status.json and
 // announced to subscribers without blocking.
 func (a *Agent) publish(s *Status) {
 	a.status.Store(s)
 	a.saveStatus(s)
+	a.notify()
+}
+
+// notify wakes the subscribers.
+func (a *Agent) notify() {
 	a.subMu.Lock()
 	for ch := range a.subs {
 		select {
@@ -163,7 +191,7 @@ func (a *Agent) publish(s *Status) {
 func (a *Agent) saveStatus(s *Status) {
 	data, err := json.MarshalIndent(s, "", "  ")
 	if err == nil {
-		err = writeAtomic(StatusPath(a.devDir), append(data, '\n'), 0o600)
+		err = store.WriteFileAtomic(StatusPath(a.devDir), append(data, '\n'), 0o600)
 	}
 	if err != nil {
 		a.log.Warn("write status.json", "err", err)

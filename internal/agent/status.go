@@ -51,6 +51,16 @@ type AgentStatus struct {
 	LastPass  time.Time `json:"last_pass,omitzero"`
 	Passes    int64     `json:"passes"`
 	Waiting   string    `json:"waiting,omitempty"` // "waiting for the backpack lock"
+	// Progress is a long import in flight (nil when none).
+	Progress *ProgressStatus `json:"progress,omitempty"`
+}
+
+// ProgressStatus is how far a long import got.
+type ProgressStatus struct {
+	Source string `json:"source"`
+	Phase  string `json:"phase"` // "checking", then "writing"
+	Done   int    `json:"done"`
+	Total  int    `json:"total"`
 }
 
 // FolderStatus is one peer folder.
@@ -72,8 +82,8 @@ type PeerStatus struct {
 	Trusted     bool   `json:"trusted"`
 	TheyLack    int    `json:"they_lack"`
 	WeLack      int64  `json:"we_lack"`
-	BundlesIn   int    `json:"bundles_in"`
-	BundlesOut  int    `json:"bundles_out"` // our bundles present in the folder
+	BundlesIn   int    `json:"bundles_in"`  // bundles imported from it (ledger lifetime)
+	BundlesOut  int    `json:"bundles_out"` // bundles we wrote into its folder (ledger lifetime)
 	LastError   string `json:"last_error,omitempty"`
 }
 

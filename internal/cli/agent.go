@@ -56,7 +56,7 @@ between passes. One agent per backpack: a second one exits 4.`)
 	if *keep != "auto" && *keep != "all" {
 		return usagef("--keep-bundles must be auto or all")
 	}
-	a, err := agent.New(agent.Options{Dir: dir, Peers: peers, KeyFile: *key, Interval: *interval, KeepBundles: *keep, Logger: logger})
+	a, err := agent.New(agent.Options{Dir: dir, Peers: peers, KeyFile: *key, Interval: *interval, KeepBundles: *keep, Logger: logger, LogProgress: isTerminal(e.stderr)})
 	if err != nil {
 		return err
 	}

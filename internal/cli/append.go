@@ -8,7 +8,6 @@ import (
 	"strings"
 
 	"github.com/backpack-field/backpack/internal/canon"
-	"github.com/backpack-field/backpack/internal/store"
 	bplog "github.com/backpack-field/backpack/log"
 )
 
@@ -64,7 +63,7 @@ appended in one write.`)
 			}
 		}
 	}
-	b, err := store.Open(e.ctx, dir, store.Options{Logger: e.logger(), KeyFile: *key})
+	b, err := openWriter(e, dir, *key)
 	if err != nil {
 		return err
 	}

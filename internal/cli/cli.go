@@ -13,10 +13,13 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"sync"
+	"time"
 
 	"github.com/backpack-field/backpack/internal/agent"
 	"github.com/backpack-field/backpack/internal/store"
 	bplog "github.com/backpack-field/backpack/log"
+	"golang.org/x/sys/unix"
 )
 
 // Exit codes. They are documented in the README and in `backpack help
@@ -74,7 +77,7 @@ func exitCode(err error) int {
 func hint(err error) string {
 	switch {
 	case errors.Is(err, bplog.ErrLocked):
-		return "another backpack process (an agent or a running command) holds the lock; wait for it or stop it"
+		return "another backpack process (a running command, or an agent in a long pass) held the lock for the whole wait; try again, or stop it"
 	case errors.Is(err, agent.ErrAgentRunning):
 		return "one agent per backpack: stop the running one first, or ask it with `backpack status`"
 	case errors.Is(err, store.ErrNoKey):
@@ -91,6 +94,9 @@ type env struct {
 	stdin  io.Reader
 	stdout io.Writer
 	stderr io.Writer
+
+	progressMu    sync.Mutex
+	progressShown bool // a progress line is on stderr
 }
 
 // logger reports repairs and other notices from the store on stderr.
@@ -302,18 +308,76 @@ func shortID(s string) string {
 	return s
 }
 
+// lockWait is how long a command waits for the backpack's writer lock
+// (an agent holds it during its passes, which are short).
+const lockWait = 15 * time.Second
+
+// openWriter opens dir for writing, waiting up to lockWait for the lock.
+// On a terminal, long imports and merges show their progress on stderr.
+func openWriter(e *env, dir, key string) (*store.Backpack, error) {
+	return store.Open(e.ctx, dir, store.Options{Logger: e.logger(), KeyFile: key, LockWait: lockWait, Progress: e.progress()})
+}
+
 // withWriter opens dir for writing, runs fn, and closes it, returning the
 // first error.
 func withWriter(e *env, dir, key string, fn func(*store.Backpack) error) error {
-	b, err := store.Open(e.ctx, dir, store.Options{Logger: e.logger(), KeyFile: key})
+	b, err := openWriter(e, dir, key)
 	if err != nil {
 		return err
 	}
 	err = fn(b)
+	e.endProgress()
 	if cerr := b.Close(); err == nil {
 		err = cerr
 	}
 	return err
+}
+
+// isTerminal reports whether w is a terminal.
+func isTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	if !ok {
+		return false
+	}
+	_, err := unix.IoctlGetTermios(int(f.Fd()), unix.TCGETS)
+	return err == nil
+}
+
+// progress returns a callback that keeps one line on stderr up to date
+// with a long ingest, or nil when stderr is not a terminal.
+func (e *env) progress() func(store.Progress) {
+	if !isTerminal(e.stderr) {
+		return nil
+	}
+	return func(p store.Progress) {
+		e.progressMu.Lock()
+		defer e.progressMu.Unlock()
+		what := filepath.Base(p.Source)
+		switch p.Phase {
+		case "checking":
+			pct := 0
+			if p.Total > 0 {
+				pct = p.Done * 100 / p.Total
+			}
+			fmt.Fprintf(e.stderr, "\r\033[K%s: checked %d of %d events (%d%%)", what, p.Done, p.Total, pct)
+			e.progressShown = true
+		default:
+			// The last phase: the line stays, and what the command
+			// prints next goes below it.
+			fmt.Fprintf(e.stderr, "\r\033[K%s: checked %d events; %s %d into the log\n", what, p.Done, p.Phase, p.Total)
+			e.progressShown = false
+		}
+	}
+}
+
+// endProgress clears the progress line, if one is shown.
+func (e *env) endProgress() {
+	e.progressMu.Lock()
+	defer e.progressMu.Unlock()
+	if e.progressShown {
+		fmt.Fprint(e.stderr, "\r\033[K")
+		e.progressShown = false
+	}
 }
 
 // openLog opens dir's events.ndjson for reading, after checking that dir

@@ -132,8 +132,11 @@ is repaired on the next open, and a tampered copy that verify pins down.`)
 	d.say("Importing the same bundle again changes nothing:")
 	d.run("import", tablet, filepath.Join(tmp, "north-to-tablet.bpk"))
 
-	d.step("The camp and the tablet each run an agent on a shared USB stick folder: what one records reaches the other")
-	if err := d.agents(tmp, north, tablet); err != nil {
+	d.step("Store and forward: three devices, two USB sticks; the tablet carries between the camp and a truck that never meet")
+	truck := filepath.Join(tmp, "truck")
+	d.run("join", north, truck, "--actor", "truck_1")
+	d.run("trust", north, filepath.Join(truck, "identity", "keys.json"))
+	if err := d.agents(tmp, north, tablet, truck); err != nil {
 		return err
 	}
 
@@ -253,19 +256,30 @@ func copyTree(src, dst string) error {
 	})
 }
 
-// agents runs `backpack agent` for two devices (in this process) on one
-// peer folder, records an event on one while they run, and waits until
-// the other's status shows it.
-func (d *demoRun) agents(tmp, a, b string) error {
-	stick := filepath.Join(tmp, "usb-stick")
-	if err := os.MkdirAll(stick, 0o755); err != nil {
-		return err
+// agents runs `backpack agent` (in this process) for three devices: the
+// camp and the truck each share one USB stick folder with the tablet,
+// which has both. Each records an event while they run; the demo waits
+// until all three hold the same state.
+func (d *demoRun) agents(tmp, north, tablet, truck string) error {
+	stick1, stick2 := filepath.Join(tmp, "usb-stick-1"), filepath.Join(tmp, "usb-stick-2")
+	devs := []struct {
+		name, dir string
+		peers     []string
+	}{
+		{"north", north, []string{stick1}},
+		{"tablet", tablet, []string{stick1, stick2}},
+		{"truck", truck, []string{stick2}},
 	}
 	ctx, cancel := context.WithCancel(d.e.ctx)
 	var wg sync.WaitGroup
 	defer func() { cancel(); wg.Wait() }()
-	for _, dir := range []string{a, b} {
-		ag, err := agent.New(agent.Options{Dir: dir, Peers: []string{stick}, Interval: time.Second, Settle: 50 * time.Millisecond})
+	for _, dev := range devs {
+		for _, p := range dev.peers {
+			if err := os.MkdirAll(p, 0o755); err != nil {
+				return err
+			}
+		}
+		ag, err := agent.New(agent.Options{Dir: dev.dir, Peers: dev.peers, Interval: time.Second})
 		if err != nil {
 			return err
 		}
@@ -273,46 +287,44 @@ func (d *demoRun) agents(tmp, a, b string) error {
 		go func() {
 			defer wg.Done()
 			if err := ag.Run(ctx); err != nil && ctx.Err() == nil {
-				fmt.Fprintf(d.e.stdout, "  (agent for %s stopped: %v)\n", filepath.Base(dir), err)
+				fmt.Fprintf(d.e.stdout, "  (agent for %s stopped: %v)\n", dev.name, err)
 			}
 		}()
-	}
-	d.say("$ backpack agent north --peer usb-stick &   and   $ backpack agent tablet --peer usb-stick &")
-	// The agents take the backpack's lock during each pass; a command
-	// that finds it busy exits 4 and is simply run again.
-	args := []string{"append", b, "--type", "OBSERVATION", "--subject", "waterpoint_12", "--predicate", "status", "--value", "dry", "--confidence", "0.8"}
-	code := ExitLocked
-	for i := 0; i < 100 && code == ExitLocked; i++ {
-		if code = d.quiet(args); code == ExitLocked {
-			time.Sleep(50 * time.Millisecond)
+		line := "$ backpack agent " + dev.name
+		for _, p := range dev.peers {
+			line += " --peer " + filepath.Base(p)
 		}
+		d.say(line + " &")
 	}
-	d.show(args)
-	if code != ExitOK {
-		d.failed++
-		fmt.Fprintf(d.e.stdout, "  (unexpected exit status %d)\n", code)
-		return nil
-	}
-	want, err := agent.OfflineStatus(d.e.ctx, b, "")
-	if err != nil {
-		return err
-	}
-	d.say("Waiting for the camp's agent to import the tablet's bundle from the stick...")
-	deadline := time.Now().Add(30 * time.Second)
+	// The agents hold each backpack's lock only during a pass; commands
+	// wait for it.
+	d.run("append", truck, "--type", "OBSERVATION", "--subject", "waterpoint_12", "--predicate", "status", "--value", "dry", "--confidence", "0.8")
+	d.run("append", north, "--type", "OBSERVATION", "--subject", "clinic_2", "--predicate", "queue_length", "--value", "14", "--confidence", "0.9")
+	d.say("Waiting until the camp, the tablet and the truck hold the same events...")
+	deadline := time.Now().Add(60 * time.Second)
 	for {
-		out, code := d.capture("status", a, "--json")
-		var st agent.Status
-		if code == ExitOK && json.Unmarshal([]byte(out), &st) == nil && st.Backpack.StateHash == want.Backpack.StateHash {
+		var hashes []string
+		for _, dev := range devs {
+			out, code := d.capture("status", dev.dir, "--json")
+			var st agent.Status
+			if code == ExitOK && json.Unmarshal([]byte(out), &st) == nil {
+				hashes = append(hashes, fmt.Sprintf("%d/%s", st.Backpack.Events, st.Backpack.StateHash))
+			}
+		}
+		if len(hashes) == 3 && hashes[0] == hashes[1] && hashes[1] == hashes[2] {
+			d.say("All three agree: " + hashes[0][:strings.IndexByte(hashes[0], '/')] + " events, state " + shortID(hashes[0][strings.IndexByte(hashes[0], '/')+1:]))
 			break
 		}
 		if time.Now().After(deadline) {
 			d.failed++
-			d.say("  (the camp did not catch up within 30 s)")
+			d.say("  (the three devices did not converge within 60 s)")
 			break
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
-	d.run("status", a)
+	d.say("The camp's log holds the truck's event, though the two never met:")
+	d.run("log", north, "--actor", "truck_1")
+	d.run("status", tablet)
 	return nil
 }
 

@@ -49,6 +49,9 @@ func printStatus(e *env, s *agent.Status) {
 	} else {
 		fmt.Fprintln(w, "agent       not running (status built from the backpack and the last agent's records)")
 	}
+	if p := s.Agent.Progress; p != nil {
+		fmt.Fprintf(w, "importing   %s: %s, %d of %d events\n", p.Source, p.Phase, p.Done, p.Total)
+	}
 	fmt.Fprintf(w, "backpack    %s  %s\n", s.Backpack.UID, s.Backpack.Dir)
 	fmt.Fprintf(w, "            %d events, %d actors, state %s, merkle root %s\n", s.Backpack.Events, s.Backpack.Actors, shortID(s.Backpack.StateHash), shortID(s.Backpack.MerkleRoot))
 	fmt.Fprintf(w, "device      %s (%s)\n", s.Device.KeyID, s.Device.Actor)

@@ -58,6 +58,14 @@ type Options struct {
 	Now func() time.Time
 	// Logger receives repairs and cache decisions (default discards).
 	Logger *slog.Logger
+	// LockWait is how long Open waits for the writer lock while another
+	// process holds it (an agent's pass, another command) before it gives
+	// up with bplog.ErrLocked; 0 does not wait.
+	LockWait time.Duration
+	// Progress, when set, hears how a long ingest (an import or merge of
+	// at least progressMin events) is going, a few times a second, from
+	// another goroutine; it must return quickly.
+	Progress func(Progress)
 	// CacheEvery refreshes the state cache once this many events were
 	// appended since it was written (default 2000), or a tenth of the
 	// log, whichever is more: rewriting the cache costs time in the size
@@ -129,6 +137,11 @@ type Backpack struct {
 	// end of the log, so that a merge that reorders only the log's recent
 	// tail replays from there instead of from the start (nil: none).
 	base *baseState
+	// tailKeyEvents are the KEY_PROMOTION events read from the log past
+	// the state cache, for catchUpKeysLocked.
+	tailKeyEvents []*bplog.Event
+	// released is set between Release and Reacquire.
+	released *released
 
 	snap atomic.Pointer[Snapshot]
 }
@@ -156,7 +169,7 @@ func Open(ctx context.Context, dir string, opts Options) (*Backpack, error) {
 		return nil, err
 	}
 	if !opts.ReadOnly {
-		if err := b.openAppender(); err != nil {
+		if err := b.openAppenderWaiting(ctx); err != nil {
 			return nil, err
 		}
 		if err := b.settleRewriteJournal(); err != nil {
@@ -178,6 +191,10 @@ func Open(ctx context.Context, dir string, opts Options) (*Backpack, error) {
 		return nil, err
 	}
 	if !opts.ReadOnly {
+		if err := b.catchUpKeysLocked(); err != nil {
+			b.Close()
+			return nil, err
+		}
 		if err := b.refreshDerivedIfStale(); err != nil {
 			b.Close()
 			return nil, err
@@ -188,6 +205,38 @@ func Open(ctx context.Context, dir string, opts Options) (*Backpack, error) {
 		return nil, err
 	}
 	return b, nil
+}
+
+// catchUpKeysLocked applies to identity/keys.json the KEY_PROMOTION
+// events read from the log past the state cache: a writer that crashed
+// between appending such an event and updating keys.json left it behind
+// (the cache is written only after keys.json). Each event must verify
+// against the keys trusted when its turn comes, so that a line some other
+// program appended cannot make itself trusted. Applying is idempotent.
+func (b *Backpack) catchUpKeysLocked() error {
+	evs := b.tailKeyEvents
+	b.tailKeyEvents = nil
+	for _, e := range evs {
+		pub, err := b.reg.Resolve(e.KeyID)
+		if err != nil {
+			continue
+		}
+		if _, _, err := e.CheckID(); err != nil {
+			continue
+		}
+		if e.VerifySignature(pub) != nil {
+			continue
+		}
+		changed, err := b.applyKeyEventsLocked([]*bplog.Event{e})
+		if err != nil {
+			return err
+		}
+		if changed {
+			b.log.Info("identity/keys.json caught up with a key event in the log", "event", e.ID)
+			b.keysChanged = true
+		}
+	}
+	return nil
 }
 
 // noteKey keeps maxKey up to date.
@@ -223,7 +272,7 @@ func (b *Backpack) Close() error {
 	// replaying the tail at the next open.
 	// Also when this process had to scan the whole log for its index: the
 	// next one will find the index in the cache.
-	if (b.sinceCache >= max(minCacheTail, b.entries/20) || b.indexScanned) && b.state != nil && b.entries >= minCacheEntries {
+	if b.cacheDueLocked() {
 		err = b.writeCacheLocked()
 		if err == nil {
 			err = b.writeDerivedLocked()
@@ -234,6 +283,23 @@ func (b *Backpack) Close() error {
 	}
 	b.app = nil
 	return err
+}
+
+// cacheDueLocked reports whether the state cache should be written before
+// the lock is given up.
+func (b *Backpack) cacheDueLocked() bool {
+	return (b.sinceCache >= max(minCacheTail, b.entries/20) || b.indexScanned) && b.state != nil && b.entries >= minCacheEntries
+}
+
+// writableLocked returns why the backpack cannot be written, or nil.
+func (b *Backpack) writableLocked() error {
+	switch {
+	case b.released != nil:
+		return ErrReleased
+	case b.app == nil:
+		return ErrReadOnly
+	}
+	return nil
 }
 
 // Dir returns the backpack's directory.
@@ -342,6 +408,27 @@ func (b *Backpack) openAppender() error {
 	return nil
 }
 
+// openAppenderWaiting is openAppender, retried while another process
+// holds the lock, for up to opts.LockWait.
+func (b *Backpack) openAppenderWaiting(ctx context.Context) error {
+	deadline := time.Now().Add(b.opts.LockWait)
+	pause := 10 * time.Millisecond
+	for {
+		err := b.openAppender()
+		if !errors.Is(err, bplog.ErrLocked) || time.Now().Add(pause).After(deadline) {
+			return err
+		}
+		t := time.NewTimer(pause)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return errors.Join(err, ctx.Err())
+		case <-t.C:
+		}
+		pause = min(pause*2, 250*time.Millisecond)
+	}
+}
+
 // cleanTemps removes temp files an interrupted writeFileAtomic left, which
 // would otherwise show up as phantom files in the manifest.
 func (b *Backpack) cleanTemps() {
@@ -388,6 +475,12 @@ func (b *Backpack) load(ctx context.Context) error {
 		b.badLines = nil
 		b.base = nil
 	}
+	return b.scanTailLocked(ctx, f)
+}
+
+// scanTailLocked absorbs the log from b.logSize to its end: the reducer,
+// heads and index follow, and b.logHash covers the whole file after it.
+func (b *Backpack) scanTailLocked(ctx context.Context, f *os.File) error {
 	if _, err := f.Seek(b.logSize, io.SeekStart); err != nil {
 		return err
 	}
@@ -397,7 +490,7 @@ func (b *Backpack) load(ctx context.Context) error {
 	if st, err := f.Stat(); err == nil {
 		target, size = baseTarget(st.Size()), st.Size()
 	}
-	err = scan.Run(ctx, tail, scan.Options{Offset: b.logSize, FirstLine: b.lines + 1, Hashes: b.index != nil}, func(it *scan.Item) error {
+	err := scan.Run(ctx, tail, scan.Options{Offset: b.logSize, FirstLine: b.lines + 1, Hashes: b.index != nil}, func(it *scan.Item) error {
 		b.maybeBaseLocked(it.Offset, it.Number-1, b.entries, target, size)
 		b.absorbLocked(it)
 		n++
@@ -435,6 +528,9 @@ func (b *Backpack) absorbLocked(it *scan.Item) {
 		b.noteKey(e)
 		if b.index != nil && it.EventErr == nil && it.EncodeErr == nil {
 			b.index.add(e, it.Hash)
+		}
+		if e.Type == KeyPromotionType && it.EventErr == nil {
+			b.tailKeyEvents = append(b.tailKeyEvents, e)
 		}
 	}
 }
@@ -508,8 +604,8 @@ func (b *Backpack) AppendBatch(bodies []canon.Value) ([]*bplog.Event, error) {
 }
 
 func (b *Backpack) appendBatchLocked(bodies []canon.Value) ([]*bplog.Event, error) {
-	if b.app == nil {
-		return nil, ErrReadOnly
+	if err := b.writableLocked(); err != nil {
+		return nil, err
 	}
 	if b.signer == nil {
 		return nil, ErrNoKey

@@ -145,8 +145,8 @@ func ListCheckpoints(dir string) ([]string, error) {
 func (b *Backpack) Checkpoint() (string, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	if b.app == nil {
-		return "", ErrReadOnly
+	if err := b.writableLocked(); err != nil {
+		return "", err
 	}
 	if b.signer == nil {
 		return "", ErrNoKey

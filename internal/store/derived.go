@@ -139,8 +139,8 @@ type ManifestResult struct {
 func (b *Backpack) RebuildManifest() (*ManifestResult, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	if b.app == nil {
-		return nil, ErrReadOnly
+	if err := b.writableLocked(); err != nil {
+		return nil, err
 	}
 	if b.sinceCache > 0 && b.entries >= b.opts.CacheEvery {
 		if err := b.writeCacheLocked(); err != nil {

@@ -40,6 +40,12 @@ type ImportResult struct {
 // bundle refused as a whole is copied to the quarantine and returned as
 // a *RefusedError; other errors are I/O or store failures.
 func (b *Backpack) ImportBundle(ctx context.Context, path string) (*ImportResult, error) {
+	b.mu.Lock()
+	err := b.writableLocked()
+	b.mu.Unlock()
+	if err != nil {
+		return nil, err
+	}
 	f, err := os.Open(path)
 	if err != nil {
 		return nil, err

@@ -215,6 +215,49 @@ func (b *Backpack) indexLocked(ctx context.Context) (*logIndex, error) {
 	return x, nil
 }
 
+// Progress is how far a long ingest got: Phase "checking" (Done of Total
+// events checked: id, signature, chain) then "writing" (Total events being
+// merged into the log; Done equals Total).
+type Progress struct {
+	Source string
+	Phase  string
+	Done   int
+	Total  int
+}
+
+// progressMin is the smallest ingest that reports progress.
+const progressMin = 2000
+
+// reportProgress calls opts.Progress with done's value every 200 ms until
+// the returned stop is called (which reports the last value), when there
+// is a callback and total is at least progressMin.
+func (b *Backpack) reportProgress(source, phase string, total int, done *atomic.Int64) (stop func()) {
+	fn := b.opts.Progress
+	if fn == nil || total < progressMin {
+		return func() {}
+	}
+	quit := make(chan struct{})
+	finished := make(chan struct{})
+	go func() {
+		defer close(finished)
+		t := time.NewTicker(200 * time.Millisecond)
+		defer t.Stop()
+		for {
+			select {
+			case <-quit:
+				return
+			case <-t.C:
+				fn(Progress{Source: source, Phase: phase, Done: int(done.Load()), Total: total})
+			}
+		}
+	}()
+	return func() {
+		close(quit)
+		<-finished
+		fn(Progress{Source: source, Phase: phase, Done: int(done.Load()), Total: total})
+	}
+}
+
 // candidate is an event under consideration.
 type candidate struct {
 	e      *bplog.Event
@@ -231,8 +274,8 @@ func (b *Backpack) Ingest(ctx context.Context, lines [][]byte, source string) (*
 }
 
 func (b *Backpack) ingestLocked(ctx context.Context, lines [][]byte, source string) (*IngestResult, error) {
-	if b.app == nil {
-		return nil, ErrReadOnly
+	if err := b.writableLocked(); err != nil {
+		return nil, err
 	}
 	res := &IngestResult{Source: source, Received: len(lines), Missing: map[string]Need{}}
 	t0 := time.Now()
@@ -261,6 +304,8 @@ func (b *Backpack) ingestLocked(ctx context.Context, lines [][]byte, source stri
 	}
 	results := make([]checked, len(all))
 	var wg sync.WaitGroup
+	var done atomic.Int64
+	stop := b.reportProgress(source, "checking", len(all), &done)
 	workers := runtime.GOMAXPROCS(0)
 	for w := range workers {
 		wg.Add(1)
@@ -269,10 +314,12 @@ func (b *Backpack) ingestLocked(ctx context.Context, lines [][]byte, source stri
 			for i := w; i < len(all); i += workers {
 				c, he := b.checkEvent(all[i], srcs[i], x)
 				results[i] = checked{c, he}
+				done.Add(1)
 			}
 		}()
 	}
 	wg.Wait()
+	stop()
 	b.log.Debug("ingest: index and checks", "lines", len(all), "took", time.Since(t0))
 
 	var cands []*candidate
@@ -379,6 +426,9 @@ func (b *Backpack) ingestLocked(ctx context.Context, lines [][]byte, source stri
 	if len(order) > 0 {
 		for _, c := range order {
 			res.Applied = append(res.Applied, c.e.ID)
+		}
+		if b.opts.Progress != nil && len(all) >= progressMin {
+			b.opts.Progress(Progress{Source: source, Phase: "writing", Done: len(order), Total: len(order)})
 		}
 		if err := b.mergeLocked(ctx, x, order, res); err != nil {
 			b.index = nil // rebuilt from the file on next use
@@ -1101,6 +1151,9 @@ func (b *Backpack) retryQuarantineLocked(ctx context.Context) (*IngestResult, er
 func (b *Backpack) DropHeld(kind string, ids []string, all bool) (int, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
+	if err := b.writableLocked(); err != nil {
+		return 0, err
+	}
 	hs, err := b.loadHeldLocked(kind)
 	if err != nil {
 		return 0, err

@@ -96,6 +96,13 @@ func safeName(s string) string {
 // writeFileAtomic writes data to path through a temp file in the same
 // directory, fsyncs it, renames it over path and fsyncs the directory, so
 // a crash leaves either the old or the new file.
+// WriteFileAtomic writes data to path crash-safely: a synced temp file
+// beside it (named ".<name>.tmp-*"), renamed over path, then the
+// directory synced. Readers see the old file or the new one, whole.
+func WriteFileAtomic(path string, data []byte, perm os.FileMode) error {
+	return writeFileAtomic(path, data, perm)
+}
+
 func writeFileAtomic(path string, data []byte, perm os.FileMode) error {
 	commit, err := stageFile(path, data, perm)
 	if err != nil {

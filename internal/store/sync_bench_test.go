@@ -7,6 +7,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"runtime"
 	"runtime/pprof"
 	"sync"
 	"syscall"
@@ -46,6 +47,7 @@ var (
 	syncFix   = map[int]*syncFixture{}
 	syncErr   = map[int]error{}
 	syncOnces = map[int]*sync.Once{100000: {}, 300000: {}, 1000000: {}}
+	syncGen   = map[int]*gen.Result{}
 )
 
 // syncFixtureN returns the fixture for a base of n generated events (100k
@@ -81,6 +83,7 @@ func makeSyncFixture(n int) (*syncFixture, error) {
 		if err != nil {
 			return nil, err
 		}
+		syncGen[n] = g
 	}
 	f := &syncFixture{base: g.Dir, key: g.KeyFile, events: n}
 	bp, err := store.Open(ctx, g.Dir, store.Options{ReadOnly: true})
@@ -283,6 +286,93 @@ func BenchmarkSyncImport(b *testing.B) {
 			syncIngestBench(b, f.base, f.key, f.tailA, syncTail)
 		})
 	}
+}
+
+// BenchmarkSyncImportWarm: what the agent does with a 5,000-event
+// delta: its backpack stays open between imports (Release, then Reacquire
+// when the bundle comes), so the time is Reacquire + Ingest + Release.
+// Each iteration imports a new delta that continues the chains (made
+// untimed). Compare the 100k and 1M backpacks: the time should follow
+// the delta.
+func BenchmarkSyncImportWarm(b *testing.B) {
+	for _, n := range []int{100000, 1000000} {
+		b.Run(fmt.Sprintf("base=%dk", n/1000), func(b *testing.B) {
+			f := syncFixtureN(b, n)
+			ctx := context.Background()
+			dir := filepath.Join(b.TempDir(), "bp")
+			if err := os.CopyFS(dir, os.DirFS(f.base)); err != nil {
+				b.Fatal(err)
+			}
+			syscall.Sync()
+			bp, err := store.Open(ctx, dir, store.Options{KeyFile: f.key})
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer bp.Close()
+			// The first pass builds what the warm store keeps.
+			if _, err := bp.FrontierWithAncestors(ctx); err != nil {
+				b.Fatal(err)
+			}
+			if err := bp.Release(); err != nil {
+				b.Fatal(err)
+			}
+			keys := syncKeys(b, f)
+			var reacq, ingest, release time.Duration
+			start := time.Date(2027, 1, 1, 0, 0, 0, 0, time.UTC)
+			i := 0
+			b.ResetTimer()
+			for b.Loop() {
+				b.StopTimer()
+				i++
+				tail, err := syncTailLines(keys, bp.Frontier(), []int{0, 1, 2}, start.Add(time.Duration(i)*24*time.Hour), uint64(100+i))
+				if err != nil {
+					b.Fatal(err)
+				}
+				// BACKPACK_BENCH_GC=1 collects garbage before each import, to
+				// tell the import's own time from the GC cycles a large heap
+				// costs whenever they land.
+				if os.Getenv("BACKPACK_BENCH_GC") != "" {
+					runtime.GC()
+				}
+				b.StartTimer()
+				t0 := time.Now()
+				if _, err := bp.Reacquire(ctx, false); err != nil {
+					b.Fatal(err)
+				}
+				t1 := time.Now()
+				res, err := bp.Ingest(ctx, tail, "bench")
+				if err != nil {
+					b.Fatal(err)
+				}
+				t2 := time.Now()
+				if err := bp.Release(); err != nil {
+					b.Fatal(err)
+				}
+				t3 := time.Now()
+				if len(res.Applied) != syncTail {
+					b.Fatalf("applied %d of %d", len(res.Applied), syncTail)
+				}
+				reacq, ingest, release = reacq+t1.Sub(t0), ingest+t2.Sub(t1), release+t3.Sub(t2)
+			}
+			b.StopTimer()
+			n := float64(i)
+			b.ReportMetric(reacq.Seconds()*1e3/n, "reacquire-ms")
+			b.ReportMetric(ingest.Seconds()*1e3/n, "ingest-ms")
+			b.ReportMetric(release.Seconds()*1e3/n, "release-ms")
+		})
+	}
+}
+
+// syncKeys returns the generated actors' keys of the fixture's backpack.
+func syncKeys(b *testing.B, f *syncFixture) []bplog.PrivateKey {
+	if f.events == 100000 {
+		return big100k.Keys
+	}
+	g := syncGen[f.events]
+	if g == nil {
+		b.Fatalf("no keys for the %d fixture", f.events)
+	}
+	return g.Keys
 }
 
 // BenchmarkSyncDelta100k: export what a replica at the shared base lacks

@@ -123,6 +123,9 @@ func orEmptyArray(v canon.Value) canon.Value {
 func (b *Backpack) TrustKey(ctx context.Context, pub ed25519.PublicKey, roles []string) (*bplog.Event, *IngestResult, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
+	if err := b.writableLocked(); err != nil {
+		return nil, nil, err
+	}
 	if b.signer == nil {
 		return nil, nil, ErrNoKey
 	}
