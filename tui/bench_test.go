@@ -3,6 +3,7 @@ package tui
 import (
 	"context"
 	"fmt"
+	"github.com/backpack-field/backpack/internal/status"
 	"path/filepath"
 	"runtime"
 	"slices"
@@ -13,7 +14,6 @@ import (
 
 	tea "github.com/charmbracelet/bubbletea"
 
-	"github.com/backpack-field/backpack/internal/agent"
 	"github.com/backpack-field/backpack/internal/canon"
 	"github.com/backpack-field/backpack/internal/gen"
 	"github.com/backpack-field/backpack/internal/store"
@@ -176,7 +176,7 @@ func keyLatency(b *testing.B, bb *benchBackpack, m Model, lines [][]byte) {
 	defer cancel()
 	var wg sync.WaitGroup
 	var ingested atomic.Int64
-	statuses := make(chan *agent.Status, 1)
+	statuses := make(chan *status.Status, 1)
 	details := make(chan *Detail, 1)
 	wg.Go(func() { // the ingest
 		if len(lines) == 0 {
@@ -196,7 +196,7 @@ func keyLatency(b *testing.B, bb *benchBackpack, m Model, lines [][]byte) {
 				return
 			}
 			ingested.Add(int64(min(1000, len(lines)-i)))
-			st := &agent.Status{}
+			st := &status.Status{}
 			st.Backpack.Events = w.Snapshot().EventCount
 			select {
 			case statuses <- st:

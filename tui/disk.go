@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/backpack-field/backpack/internal/status"
 	"io"
 	"net"
 	"os"
@@ -69,10 +70,10 @@ func OpenSource(dir, keyFile string) (Source, error) {
 		conns: map[net.Conn]struct{}{}, sides: map[string]ForkSide{}}, nil
 }
 
-func (s *diskSource) Subscribe() (<-chan *agent.Status, error) {
+func (s *diskSource) Subscribe() (<-chan *status.Status, error) {
 	c, err := net.DialTimeout("unix", s.socket, 5*time.Second)
 	if err != nil {
-		return nil, fmt.Errorf("%w: %w", agent.ErrNoAgent, err)
+		return nil, fmt.Errorf("%w: %w", status.ErrNoAgent, err)
 	}
 	s.mu.Lock()
 	if s.closed {
@@ -84,16 +85,16 @@ func (s *diskSource) Subscribe() (<-chan *agent.Status, error) {
 	s.mu.Unlock()
 	if _, err := io.WriteString(c, `{"op":"subscribe"}`+"\n"); err != nil {
 		s.drop(c)
-		return nil, fmt.Errorf("%w: %w", agent.ErrNoAgent, err)
+		return nil, fmt.Errorf("%w: %w", status.ErrNoAgent, err)
 	}
-	ch := make(chan *agent.Status, 1)
+	ch := make(chan *status.Status, 1)
 	go s.read(c, ch)
 	return ch, nil
 }
 
 // read forwards the statuses the agent sends on c to ch, keeping only
 // the latest when the reader is slow; it closes ch when c ends. It owns c.
-func (s *diskSource) read(c net.Conn, ch chan *agent.Status) {
+func (s *diskSource) read(c net.Conn, ch chan *status.Status) {
 	defer close(ch)
 	defer s.drop(c)
 	br := bufio.NewReaderSize(c, 64<<10)
@@ -142,7 +143,7 @@ func readLine(br *bufio.Reader, max int) ([]byte, error) {
 }
 
 // parseStatus decodes one status line from the agent.
-func parseStatus(line []byte) (*agent.Status, error) {
+func parseStatus(line []byte) (*status.Status, error) {
 	if len(line) > maxStatusLine {
 		return nil, fmt.Errorf("tui: status line longer than %d bytes", maxStatusLine)
 	}
@@ -155,14 +156,14 @@ func parseStatus(line []byte) (*agent.Status, error) {
 	if probe.Error != "" {
 		return nil, fmt.Errorf("tui: the agent answered: %s", probe.Error)
 	}
-	st := &agent.Status{}
+	st := &status.Status{}
 	if err := json.Unmarshal(line, st); err != nil {
 		return nil, fmt.Errorf("tui: status from the agent: %w", err)
 	}
 	return st, nil
 }
 
-func (s *diskSource) Offline(ctx context.Context) (*agent.Status, error) {
+func (s *diskSource) Offline(ctx context.Context) (*status.Status, error) {
 	return agent.OfflineStatus(ctx, s.dir, s.keyFile)
 }
 

@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"github.com/backpack-field/backpack/internal/status"
 	"os"
 	"path/filepath"
 	"strings"
@@ -326,10 +327,10 @@ func TestSourceSubscribe(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer src.Close()
-	if _, err := src.Subscribe(); !errors.Is(err, agent.ErrNoAgent) {
+	if _, err := src.Subscribe(); !errors.Is(err, status.ErrNoAgent) {
 		t.Fatalf("subscribe without an agent: %v", err)
 	}
-	if err := src.SyncNow(t.Context()); !errors.Is(err, agent.ErrNoAgent) {
+	if err := src.SyncNow(t.Context()); !errors.Is(err, status.ErrNoAgent) {
 		t.Fatalf("sync without an agent: %v", err)
 	}
 	ag, err := agent.New(agent.Options{Dir: dir, Peers: []string{t.TempDir()}, KeyFile: keyFile, Interval: time.Hour, Settle: 20 * time.Millisecond})
@@ -346,12 +347,12 @@ func TestSourceSubscribe(t *testing.T) {
 		}
 	})
 	defer stop()
-	var ch <-chan *agent.Status
+	var ch <-chan *status.Status
 	waitUntil(t, "the agent's socket", func() bool {
 		ch, err = src.Subscribe()
 		return err == nil
 	})
-	next := func(what string, ok func(*agent.Status) bool) *agent.Status {
+	next := func(what string, ok func(*status.Status) bool) *status.Status {
 		t.Helper()
 		deadline := time.After(60 * time.Second)
 		for {
@@ -368,18 +369,18 @@ func TestSourceSubscribe(t *testing.T) {
 			}
 		}
 	}
-	first := next("a pass", func(s *agent.Status) bool { return s.Agent.Running && s.Agent.Passes > 0 })
+	first := next("a pass", func(s *status.Status) bool { return s.Agent.Running && s.Agent.Passes > 0 })
 	withWriter(t, dir, keyFile, func(b *store.Backpack) {
 		if _, err := b.Append(observe("well_1", 5)); err != nil {
 			t.Fatal(err)
 		}
 	})
-	next("the appended event", func(s *agent.Status) bool { return s.Backpack.Events == first.Backpack.Events+1 })
+	next("the appended event", func(s *status.Status) bool { return s.Backpack.Events == first.Backpack.Events+1 })
 	before := ag.Status().Agent.Passes
 	if err := src.SyncNow(t.Context()); err != nil {
 		t.Fatal(err)
 	}
-	next("the pass sync asked for", func(s *agent.Status) bool { return s.Agent.Passes > before })
+	next("the pass sync asked for", func(s *status.Status) bool { return s.Agent.Passes > before })
 	// The agent stops: the channel closes.
 	stop()
 	for range ch {

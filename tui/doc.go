@@ -7,7 +7,7 @@
 //
 // The screen renders two kinds of data, both delivered as messages:
 //
-//   - the live status of the running agent (agent.Status), streamed over
+//   - the live status of the running agent (status.Status), streamed over
 //     the agent's unix socket (op "subscribe"): a goroutine reads it and
 //     a tea.Cmd hands each status to Update. With no agent running the
 //     status is built from the backpack on disk (agent.OfflineStatus),

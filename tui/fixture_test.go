@@ -6,11 +6,11 @@ import (
 	"crypto/sha256"
 	"encoding/base64"
 	"fmt"
+	"github.com/backpack-field/backpack/internal/status"
 	"sync"
 	"testing"
 	"time"
 
-	"github.com/backpack-field/backpack/internal/agent"
 	"github.com/backpack-field/backpack/internal/canon"
 	"github.com/backpack-field/backpack/internal/pytime"
 	bplog "github.com/backpack-field/backpack/log"
@@ -26,33 +26,33 @@ func fixedNow() time.Time { return t0 }
 type fakeSource struct {
 	mu      sync.Mutex // guards the fields below
 	live    bool
-	status  *agent.Status
+	status  *status.Status
 	detail  *Detail
 	stamp   string
-	chans   []chan *agent.Status
+	chans   []chan *status.Status
 	details int      // Detail calls
 	syncs   int      // SyncNow calls
 	trusted []string // Trust calls
 	trustFn func(keyID string) (*TrustResult, error)
 }
 
-func (f *fakeSource) Subscribe() (<-chan *agent.Status, error) {
+func (f *fakeSource) Subscribe() (<-chan *status.Status, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if !f.live {
-		return nil, fmt.Errorf("%w: fixture", agent.ErrNoAgent)
+		return nil, fmt.Errorf("%w: fixture", status.ErrNoAgent)
 	}
-	ch := make(chan *agent.Status, 1)
+	ch := make(chan *status.Status, 1)
 	ch <- f.status
 	f.chans = append(f.chans, ch)
 	return ch, nil
 }
 
-func (f *fakeSource) Offline(context.Context) (*agent.Status, error) {
+func (f *fakeSource) Offline(context.Context) (*status.Status, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	s := *f.status
-	s.Agent = agent.AgentStatus{LastPass: s.Agent.LastPass}
+	s.Agent = status.AgentStatus{LastPass: s.Agent.LastPass}
 	return &s, nil
 }
 
@@ -73,7 +73,7 @@ func (f *fakeSource) SyncNow(context.Context) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if !f.live {
-		return agent.ErrNoAgent
+		return status.ErrNoAgent
 	}
 	f.syncs++
 	return nil
@@ -141,29 +141,29 @@ func signed(t testing.TB, k bplog.PrivateKey, actor, prev string, at time.Time, 
 
 // inSyncStatus is a base camp whose agent runs and has heard from three
 // devices, all in sync.
-func inSyncStatus() *agent.Status {
-	return &agent.Status{
-		Backpack: agent.BackpackStatus{UID: "5c1e7d2a-0b4f-4e55-9a61-2f7c3d8e9b10", Dir: "/srv/backpack/survey", Events: 12408, Actors: 4,
+func inSyncStatus() *status.Status {
+	return &status.Status{
+		Backpack: status.BackpackStatus{UID: "5c1e7d2a-0b4f-4e55-9a61-2f7c3d8e9b10", Dir: "/srv/backpack/survey", Events: 12408, Actors: 4,
 			StateHash: "8c41f0e2b9a7d3c6e5f4a1b2c3d4e5f60718293a4b5c6d7e8f90a1b2c3d4e5f6", MerkleRoot: "3b2a19f8e7d6c5b4a3928170f6e5d4c3b2a1908f7e6d5c4b3a29180f7e6d5c4b"},
-		Device: agent.DeviceStatus{KeyID: "bp1_9b078ad4ec90906b", Actor: "base_camp"},
-		Agent:  agent.AgentStatus{Running: true, PID: 4242, StartedAt: t0.Add(-2*time.Hour - 13*time.Minute), LastPass: t0.Add(-3 * time.Second), Passes: 311},
-		Folders: []agent.FolderStatus{
+		Device: status.DeviceStatus{KeyID: "bp1_9b078ad4ec90906b", Actor: "base_camp"},
+		Agent:  status.AgentStatus{Running: true, PID: 4242, StartedAt: t0.Add(-2*time.Hour - 13*time.Minute), LastPass: t0.Add(-3 * time.Second), Passes: 311},
+		Folders: []status.FolderStatus{
 			{Path: "/media/usb-stick/peers", Mode: "watching", FSType: "vfat", LastScan: t0.Add(-3 * time.Second)},
 			{Path: "/mnt/office-share/backpack", Mode: "watching", FSType: "ext4", LastScan: t0.Add(-3 * time.Second)},
 		},
-		Peers: []agent.PeerStatus{
+		Peers: []status.PeerStatus{
 			{KeyID: "bp1_1f2e3d4c5b6a7988", Actor: "north_camp", Folder: "/media/usb-stick/peers", LastContact: "2026-03-14T11:52:10.120000+00:00", Trusted: true, BundlesIn: 14, BundlesOut: 2},
 			{KeyID: "bp1_a0b1c2d3e4f50617", Actor: "river_team", Folder: "/mnt/office-share/backpack", LastContact: "2026-03-14T11:58:41.500000+00:00", Trusted: true, BundlesIn: 9, BundlesOut: 1},
 			{KeyID: "bp1_77aa88bb99cc00dd", Actor: "clinic_tablet", Folder: "/mnt/office-share/backpack", LastContact: "2026-03-14T09:15:00+00:00", Trusted: true, BundlesIn: 3, BundlesOut: 1},
 		},
-		Throughput: agent.Throughput{EventsIn: 1840, EventsOut: 611, BundlesIn: 26, BundlesOut: 9, EventsInPerMin: 4.2, EventsOutPerMin: 1.5},
+		Throughput: status.Throughput{EventsIn: 1840, EventsOut: 611, BundlesIn: 26, BundlesOut: 9, EventsInPerMin: 4.2, EventsOutPerMin: 1.5},
 		Verdict:    "in sync with 3 of 3 peers",
 	}
 }
 
 // fixtureDetail is what the backpack of inSyncStatus holds beyond the
 // status: recent events and a state with contested beliefs.
-func fixtureDetail(t testing.TB, st *agent.Status) *Detail {
+func fixtureDetail(t testing.TB, st *status.Status) *Detail {
 	t.Helper()
 	d := &Detail{Manifest: "ok", ManifestBy: st.Device.KeyID, EventCount: st.Backpack.Events, StateHash: st.Backpack.StateHash, RecentOf: st.Backpack.Events}
 	actors := []string{"base_camp", "north_camp", "river_team", "clinic_tablet"}
@@ -194,7 +194,7 @@ func fixtureDetail(t testing.TB, st *agent.Status) *Detail {
 }
 
 // behindStatus: river_team has events we lack, and lacks some of ours.
-func behindStatus() *agent.Status {
+func behindStatus() *status.Status {
 	s := inSyncStatus()
 	s.Peers[1].WeLack, s.Peers[1].TheyLack = 240, 3
 	s.Peers[2].LastError = "read frontier.json: unexpected end of JSON input"
@@ -204,14 +204,14 @@ func behindStatus() *agent.Status {
 
 // forkStatus and forkDetail: north_camp's history split; one side came
 // in a bundle from the USB stick, the other was already here.
-func forkStatus() *agent.Status {
+func forkStatus() *status.Status {
 	s := inSyncStatus()
 	s.Held.Forks = 1
 	s.Verdict = "in sync with 3 of 3 peers; 1 fork"
 	return s
 }
 
-func forkDetail(t testing.TB, st *agent.Status) *Detail {
+func forkDetail(t testing.TB, st *status.Status) *Detail {
 	d := fixtureDetail(t, st)
 	k := fieldKey(t, "north_camp")
 	base, _ := signed(t, k, "north_camp", "", t0.Add(-3*time.Hour), "well_12", "level", canon.IntValue(40))
@@ -227,16 +227,16 @@ func forkDetail(t testing.TB, st *agent.Status) *Detail {
 
 // quarantineStatus and quarantineDetail: a new device's events wait for
 // its key to be trusted, and river_team's events wait for a gap.
-func quarantineStatus() *agent.Status {
+func quarantineStatus() *status.Status {
 	s := inSyncStatus()
-	s.Peers = append(s.Peers, agent.PeerStatus{KeyID: "bp1_5e5e6f6f70708181", Actor: "new_tablet", Folder: "/media/usb-stick/peers", LastContact: "2026-03-14T11:40:00+00:00", Trusted: false, BundlesIn: 1})
+	s.Peers = append(s.Peers, status.PeerStatus{KeyID: "bp1_5e5e6f6f70708181", Actor: "new_tablet", Folder: "/media/usb-stick/peers", LastContact: "2026-03-14T11:40:00+00:00", Trusted: false, BundlesIn: 1})
 	s.Held.Quarantine, s.Held.Pending = 5, 2
 	s.Held.Needs = []string{"actor river_team: need events after " + fakeID("river 1801") + " (2 events waiting)"}
 	s.Verdict = "in sync with 3 of 4 peers; 5 events in quarantine; 2 events pending"
 	return s
 }
 
-func quarantineDetail(t testing.TB, st *agent.Status) *Detail {
+func quarantineDetail(t testing.TB, st *status.Status) *Detail {
 	d := fixtureDetail(t, st)
 	k := fieldKey(t, "new_tablet")
 	id := keyIDOf(k)
@@ -261,13 +261,13 @@ func quarantineDetail(t testing.TB, st *agent.Status) *Detail {
 
 // pollingStatus: the office share is a network filesystem the agent
 // polls; the stick is on a FUSE mount whose watch failed.
-func pollingStatus() *agent.Status {
+func pollingStatus() *status.Status {
 	s := inSyncStatus()
 	s.Folders[1].Mode, s.Folders[1].FSType = "polling", "nfs4"
 	s.Folders[1].Reason = "nfs4: inotify cannot see other machines' writes; polling every 2s"
 	s.Folders[0].Mode, s.Folders[0].FSType = "degraded", "fuse.sshfs"
 	s.Folders[0].Reason = "inotify watch failed; polling every 2s"
 	s.Folders[0].LastError = "inotify_add_watch: no space left on device"
-	s.Errors = []agent.ErrorEntry{{At: t0.Add(-4 * time.Minute), Where: "watcher /media/usb-stick/peers", Message: "inotify_add_watch: no space left on device"}}
+	s.Errors = []status.ErrorEntry{{At: t0.Add(-4 * time.Minute), Where: "watcher /media/usb-stick/peers", Message: "inotify_add_watch: no space left on device"}}
 	return s
 }

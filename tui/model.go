@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/backpack-field/backpack/internal/status"
 	"strings"
 	"time"
 
@@ -11,8 +12,6 @@ import (
 	"github.com/charmbracelet/bubbles/textinput"
 	"github.com/charmbracelet/bubbles/viewport"
 	tea "github.com/charmbracelet/bubbletea"
-
-	"github.com/backpack-field/backpack/internal/agent"
 )
 
 // view is one screen of the TUI.
@@ -61,11 +60,11 @@ type Model struct {
 
 	width, height int
 
-	status  *agent.Status
-	live    bool                 // status comes from a subscribed agent
-	sub     <-chan *agent.Status // the subscription, while live
-	stamp   string               // offline: Source.Stamp of the last load
-	loadErr string               // the last status could not be read
+	status  *status.Status
+	live    bool                  // status comes from a subscribed agent
+	sub     <-chan *status.Status // the subscription, while live
+	stamp   string                // offline: Source.Stamp of the last load
+	loadErr string                // the last status could not be read
 
 	detail     *Detail
 	detailKey  string // what the status said when detail was asked for
@@ -131,14 +130,14 @@ func NewModel(src Source, opts ModelOptions) Model {
 // Messages.
 type (
 	// statusMsg is a status from the subscribed agent.
-	statusMsg struct{ st *agent.Status }
+	statusMsg struct{ st *status.Status }
 	// subscribedMsg: the agent answered; ch streams its statuses.
-	subscribedMsg struct{ ch <-chan *agent.Status }
+	subscribedMsg struct{ ch <-chan *status.Status }
 	// agentGoneMsg: the subscription ended.
 	agentGoneMsg struct{}
 	// offlineMsg is a status built from the backpack on disk.
 	offlineMsg struct {
-		st    *agent.Status
+		st    *status.Status
 		stamp string
 		err   error
 	}
@@ -210,7 +209,7 @@ func tick() tea.Cmd {
 }
 
 // wait delivers the next status of the subscription.
-func wait(ch <-chan *agent.Status) tea.Cmd {
+func wait(ch <-chan *status.Status) tea.Cmd {
 	return func() tea.Msg {
 		st, ok := <-ch
 		if !ok {
@@ -297,7 +296,7 @@ func (m Model) Update(msg tea.Msg) (tea.Model, tea.Cmd) {
 		return m, m.maybeLoad()
 	case syncMsg:
 		switch {
-		case errors.Is(msg.err, agent.ErrNoAgent):
+		case errors.Is(msg.err, status.ErrNoAgent):
 			m.setMsg("no agent running: nothing to sync (start `backpack agent "+m.dirName()+" --peer PATH`)", true)
 		case msg.err != nil:
 			m.setMsg("sync: "+msg.err.Error(), true)

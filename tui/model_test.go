@@ -3,14 +3,13 @@ package tui
 import (
 	"errors"
 	"fmt"
+	"github.com/backpack-field/backpack/internal/status"
 	"reflect"
 	"strings"
 	"testing"
 	"time"
 
 	tea "github.com/charmbracelet/bubbletea"
-
-	"github.com/backpack-field/backpack/internal/agent"
 )
 
 // runCmd runs cmd and the commands of any batch it returns, and collects
@@ -70,7 +69,7 @@ func press(t *testing.T, m Model, keys ...string) Model {
 }
 
 // liveModel is a model attached to a fixture agent, its detail loaded.
-func liveModel(t *testing.T, st *agent.Status, d *Detail) (Model, *fakeSource) {
+func liveModel(t *testing.T, st *status.Status, d *Detail) (Model, *fakeSource) {
 	t.Helper()
 	src := &fakeSource{live: true, status: st, detail: d}
 	t.Cleanup(func() { src.Close() })
@@ -83,7 +82,7 @@ func liveModel(t *testing.T, st *agent.Status, d *Detail) (Model, *fakeSource) {
 	return m, src
 }
 
-func mustSubscribe(t *testing.T, src Source) <-chan *agent.Status {
+func mustSubscribe(t *testing.T, src Source) <-chan *status.Status {
 	t.Helper()
 	ch, err := src.Subscribe()
 	if err != nil {
@@ -435,7 +434,7 @@ func TestUpdateSync(t *testing.T) {
 		t.Errorf("sync without an agent: %q", mo.msg)
 	}
 	// The agent stopped between the key and the request.
-	mo = send(t, mo, syncMsg{fmt.Errorf("%w: gone", agent.ErrNoAgent)})
+	mo = send(t, mo, syncMsg{fmt.Errorf("%w: gone", status.ErrNoAgent)})
 	if !strings.Contains(mo.msg, "no agent running") {
 		t.Errorf("sync error: %q", mo.msg)
 	}

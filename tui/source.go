@@ -2,8 +2,7 @@ package tui
 
 import (
 	"context"
-
-	"github.com/backpack-field/backpack/internal/agent"
+	"github.com/backpack-field/backpack/internal/status"
 )
 
 // Source is where the screen's data comes from. Every method may block on
@@ -15,11 +14,11 @@ type Source interface {
 	// its statuses, the first one at once. The channel is closed when
 	// the agent goes away or the Source is closed; a slow reader misses
 	// intermediate statuses, never the latest. It returns an error
-	// wrapping agent.ErrNoAgent when no agent answers.
-	Subscribe() (<-chan *agent.Status, error)
+	// wrapping status.ErrNoAgent when no agent answers.
+	Subscribe() (<-chan *status.Status, error)
 	// Offline builds the status from the backpack on disk, for when no
 	// agent runs.
-	Offline(ctx context.Context) (*agent.Status, error)
+	Offline(ctx context.Context) (*status.Status, error)
 	// Stamp is a cheap fingerprint of the backpack's files (the log, the
 	// device's held events, the last agent's status file): when it has
 	// not changed, Offline and Detail would return what they returned.
@@ -27,7 +26,7 @@ type Source interface {
 	// Detail loads what the status does not carry.
 	Detail(ctx context.Context) (*Detail, error)
 	// SyncNow asks the running agent for a pass now; an error wrapping
-	// agent.ErrNoAgent when none runs.
+	// status.ErrNoAgent when none runs.
 	SyncNow(ctx context.Context) error
 	// Trust makes the untrusted key keyID (one a bundle carried) a
 	// trusted key of the backpack, waiting a bounded time for the
@@ -37,8 +36,8 @@ type Source interface {
 	Close() error
 }
 
-// ErrNoAgent is agent.ErrNoAgent, for callers of Source.
-var ErrNoAgent = agent.ErrNoAgent
+// ErrNoAgent is status.ErrNoAgent, for callers of Source.
+var ErrNoAgent = status.ErrNoAgent
 
 // Detail is what the screen shows beyond the status, read from the
 // backpack and the device's state directory.

@@ -4,13 +4,13 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"github.com/backpack-field/backpack/internal/status"
 	"strings"
 	"time"
 
 	"github.com/charmbracelet/bubbles/viewport"
 	"github.com/charmbracelet/x/ansi"
 
-	"github.com/backpack-field/backpack/internal/agent"
 	bplog "github.com/backpack-field/backpack/log"
 )
 
@@ -688,7 +688,7 @@ func (m *Model) resizePane() {
 	m.pane.vp.SetYOffset(y)
 }
 
-func peerText(p agent.PeerStatus) []string {
+func peerText(p status.PeerStatus) []string {
 	out := []string{
 		"key id        " + p.KeyID,
 		"fingerprint   " + fingerprint(p.KeyID),

@@ -46,15 +46,16 @@ var allowed = map[string][]string{
 	"internal/store":         {"bundles", "internal/canon", "internal/pytime", "internal/scan", "log", "merkle", "reducer"},
 	"internal/check":         {"internal/scan", "internal/store", "log", "merkle", "reducer"},
 	"internal/gen":           {"internal/canon", "internal/pytime", "internal/store", "log"},
-	"internal/agent":         {"bundles", "internal/canon", "internal/pytime", "internal/store", "log", "watcher"},
-	"internal/cli":           {"bundles", "internal/agent", "internal/canon", "internal/check", "internal/pytime", "internal/scan", "internal/store", "log", "reducer", "tui"},
+	"internal/agent":         {"bundles", "internal/canon", "internal/pytime", "internal/status", "internal/store", "log", "watcher"},
+	"internal/cli":           {"bundles", "internal/agent", "internal/canon", "internal/check", "internal/pytime", "internal/scan", "internal/status", "internal/store", "log", "reducer", "tui"},
 	"bundles":                {"internal/canon", "log"},
 	"cmd/backpack":           {"internal/cli"},
 	"internal/archtest":      {},
 	"lora":                   {},
 	"lora/internal/rnodesim": {"lora"},
 	"watcher":                {},
-	"tui":                    {"internal/agent", "internal/canon", "internal/store", "log", "merkle", "reducer"},
+	"tui":                    {"internal/agent", "internal/canon", "internal/status", "internal/store", "log", "merkle", "reducer"},
+	"internal/status":        {},
 }
 
 func TestImportDirection(t *testing.T) {
