@@ -217,55 +217,54 @@ func (a *Agent) passFolder(ctx context.Context, b *store.Backpack, key bplog.Pri
 		}
 	}
 
-	// 3: export what the devices heard from lack.
+	// 3: export what the devices heard from lack: one pass over the
+	// index for all of them, in log order.
 	ours := b.Frontier()
+	var heard []*peerDev
+	var basis []bplog.Frontier
+	for _, p := range peers {
+		if p.front != nil {
+			heard = append(heard, p)
+			basis = append(basis, p.front.Frontier)
+		}
+	}
 	var lists [][]string
 	var deltas []map[string]bool
-	var basis []bplog.Frontier
+	var order []string
 	lineOf := map[string][]byte{}
-	for _, p := range peers {
-		if p.front == nil {
-			continue
-		}
-		lines, err := b.Delta(ctx, p.front.Frontier)
+	if len(heard) > 0 {
+		lines, which, err := b.Deltas(ctx, basis)
 		if err != nil {
 			return nil, in, 0, err
 		}
-		ids := make([]string, 0, len(lines))
-		set := make(map[string]bool, len(lines))
-		for _, l := range lines {
-			e, err := bplog.Parse(l)
-			if err != nil {
-				continue
+		ids := make([]string, len(lines))
+		for i, l := range lines {
+			if e, err := bplog.Parse(l); err == nil {
+				ids[i] = e.ID
+				lineOf[e.ID] = l
+				order = append(order, e.ID)
 			}
-			ids = append(ids, e.ID)
-			set[e.ID] = true
-			lineOf[e.ID] = l
 		}
-		p.st.TheyLack = len(ids)
-		p.st.WeLack = weLack(ours, p.front.Frontier)
-		lists = append(lists, ids)
-		deltas = append(deltas, set)
-		basis = append(basis, p.front.Frontier)
+		for fi, p := range heard {
+			list := make([]string, 0, len(which[fi]))
+			set := make(map[string]bool, len(which[fi]))
+			for _, i := range which[fi] {
+				if ids[i] != "" {
+					list = append(list, ids[i])
+					set[ids[i]] = true
+				}
+			}
+			p.st.TheyLack = len(list)
+			p.st.WeLack = weLack(ours, p.front.Frontier)
+			lists = append(lists, list)
+			deltas = append(deltas, set)
+		}
 	}
 	if err := a.syncExported(fs, mine); err != nil {
 		return nil, in, 0, err
 	}
 	out := 0
 	if len(lists) > 0 {
-		order := lists[0]
-		if len(lists) > 1 {
-			all, err := b.Delta(ctx, bplog.Frontier{})
-			if err != nil {
-				return nil, in, 0, err
-			}
-			order = order[:0:0]
-			for _, l := range all {
-				if e, err := bplog.Parse(l); err == nil && lineOf[e.ID] != nil {
-					order = append(order, e.ID)
-				}
-			}
-		}
 		ids := exportIDs(order, lists, fs.carried())
 		if len(ids) > 0 {
 			if err := a.export(b, key, fs, mine, ids, lineOf, ours, exportBasis(basis)); err != nil {

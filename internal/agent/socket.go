@@ -19,6 +19,11 @@ import (
 // Linux (sun_path is 108 bytes with its NUL).
 const maxSocketPath = 107
 
+// ErrNoAgent is status.ErrNoAgent, returned by Query when no agent
+// answers on the socket. It stays here for fusefs, which checks it under
+// this name.
+var ErrNoAgent = status.ErrNoAgent
+
 // listen opens the agent's socket, replacing a stale one (the caller holds
 // agent.lock, so no live agent uses it).
 func listen(path string) (net.Listener, error) {

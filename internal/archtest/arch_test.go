@@ -47,7 +47,7 @@ var allowed = map[string][]string{
 	"internal/check":         {"internal/scan", "internal/store", "log", "merkle", "reducer"},
 	"internal/gen":           {"internal/canon", "internal/pytime", "internal/store", "log"},
 	"internal/agent":         {"bundles", "internal/canon", "internal/pytime", "internal/status", "internal/store", "log", "watcher"},
-	"internal/cli":           {"bundles", "internal/agent", "internal/canon", "internal/check", "internal/pytime", "internal/scan", "internal/status", "internal/store", "log", "reducer", "tui"},
+	"internal/cli":           {"bundles", "fusefs", "internal/agent", "internal/canon", "internal/check", "internal/pytime", "internal/scan", "internal/status", "internal/store", "log", "reducer", "tui"},
 	"bundles":                {"internal/canon", "log"},
 	"cmd/backpack":           {"internal/cli"},
 	"internal/archtest":      {},
@@ -56,6 +56,7 @@ var allowed = map[string][]string{
 	"watcher":                {},
 	"tui":                    {"internal/agent", "internal/canon", "internal/status", "internal/store", "log", "merkle", "reducer"},
 	"internal/status":        {},
+	"fusefs":                 {"bundles", "internal/agent", "internal/canon", "internal/scan", "internal/store", "log", "reducer", "watcher"},
 }
 
 func TestImportDirection(t *testing.T) {

@@ -4,6 +4,7 @@ import (
 	"log/slog"
 	"time"
 
+	"github.com/backpack-field/backpack/fusefs"
 	"github.com/backpack-field/backpack/internal/agent"
 )
 
@@ -23,7 +24,11 @@ bundles with the checks of `+"`backpack import`"+` (docs/FORMAT.md, "Peer
 folders"). It passes over the folders at start, when they or DIR's log
 change, every --interval and on request (`+"`backpack status`"+` shows it).
 The backpack is locked only during a pass, so other commands can write
-between passes. One agent per backpack: a second one exits 4.`)
+between passes. One agent per backpack: a second one exits 4.
+
+With --mount MOUNTPOINT the agent also shows the backpack as a folder
+there, as `+"`backpack mount`"+` does, and unmounts it when it stops. If the
+folder cannot be mounted (no FUSE), the agent says why and syncs anyway.`)
 	var peers stringList
 	fs.Var(&peers, "peer", "peer folder (repeat for several)")
 	key := fs.String("key", "", "device key file")
@@ -31,6 +36,7 @@ between passes. One agent per backpack: a second one exits 4.`)
 	keep := fs.String("keep-bundles", "auto", "auto: delete our bundles every known device holds; all: keep them")
 	logFormat := fs.String("log-format", "text", "text or json")
 	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
+	mountpoint := fs.String("mount", "", "also mount the backpack there (see `backpack mount`)")
 	dir, err := onePositional(fs, args, "backpack directory")
 	if err != nil {
 		return err
@@ -60,5 +66,19 @@ between passes. One agent per backpack: a second one exits 4.`)
 	if err != nil {
 		return err
 	}
-	return a.Run(e.ctx)
+	var srv *fusefs.Server
+	if *mountpoint != "" {
+		srv, err = fusefs.Mount(e.ctx, fusefs.Options{Dir: dir, Mountpoint: *mountpoint, KeyFile: *key, Logger: logger.With("part", "mount")})
+		if err != nil {
+			logger.Error("mount unavailable; the agent syncs without it", "mountpoint", *mountpoint, "err", err)
+			srv = nil
+		}
+	}
+	err = a.Run(e.ctx)
+	if srv != nil {
+		if uerr := srv.Unmount(); uerr != nil {
+			logger.Error("unmount", "mountpoint", *mountpoint, "err", uerr)
+		}
+	}
+	return err
 }

@@ -43,12 +43,7 @@ func (b *Backpack) Deltas(ctx context.Context, fronts []bplog.Frontier) ([][]byt
 	if err != nil {
 		return nil, nil, err
 	}
-	// Each actor's chain, as positions in the index.
-	chains := map[string][]int{}
-	for i := range x.items {
-		a := x.actors[i]
-		chains[a] = append(chains[a], i)
-	}
+	chains := x.actorChains()
 	// need[i]: a bit per frontier that lacks item i.
 	need := make(map[int]uint64)
 	if len(fronts) > 64 {

@@ -35,18 +35,14 @@ func (b *Backpack) FrontierWithAncestors(ctx context.Context) (bplog.Frontier, e
 		return nil, err
 	}
 	f := b.frontierLocked()
-	chains := make(map[string][]string, len(f))
-	for i, it := range x.items {
-		a := x.actors[i]
-		chains[a] = append(chains[a], it.ID)
-	}
+	chains := x.actorChains()
 	for a, h := range f {
-		ids := chains[a]
-		if int64(len(ids)) != h.Count || len(ids) == 0 || ids[len(ids)-1] != h.Head {
+		pos := chains[a]
+		if int64(len(pos)) != h.Count || len(pos) == 0 || x.items[pos[len(pos)-1]].ID != h.Head {
 			continue // lines the index leaves out: heads only
 		}
 		for _, c := range bplog.AncestorCounts(h.Count) {
-			h.Ancestors = append(h.Ancestors, bplog.Ancestor{Count: c, ID: ids[c-1]})
+			h.Ancestors = append(h.Ancestors, bplog.Ancestor{Count: c, ID: x.items[pos[c-1]].ID})
 		}
 		f[a] = h
 	}

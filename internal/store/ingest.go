@@ -93,6 +93,20 @@ type logIndex struct {
 	actors   []string
 	hashes   [][32]byte
 	children map[childRef]string // first child id of each (actor, prev)
+	// chains holds each actor's events as positions in items, in order;
+	// nil until actorChains builds it, then kept up to date.
+	chains map[string][]int
+}
+
+// actorChains returns each actor's events as positions in items.
+func (x *logIndex) actorChains() map[string][]int {
+	if x.chains == nil {
+		x.chains = map[string][]int{}
+		for i, a := range x.actors {
+			x.chains[a] = append(x.chains[a], i)
+		}
+	}
+	return x.chains
 }
 
 func newLogIndex() *logIndex {
@@ -153,6 +167,9 @@ func (x *logIndex) addItem(it bplog.OrderItem, actor string, hash [32]byte) {
 		return
 	}
 	x.byID[it.ID] = len(x.items)
+	if x.chains != nil {
+		x.chains[actor] = append(x.chains[actor], len(x.items))
+	}
 	x.items = append(x.items, it)
 	x.actors = append(x.actors, actor)
 	x.hashes = append(x.hashes, hash)
@@ -166,6 +183,9 @@ func (x *logIndex) addItem(it bplog.OrderItem, actor string, hash [32]byte) {
 // the lookup maps (which must not be built yet): for building an index in
 // bulk.
 func (x *logIndex) appendUnique(it bplog.OrderItem, actor string, hash [32]byte) {
+	if x.chains != nil {
+		x.chains[actor] = append(x.chains[actor], len(x.items))
+	}
 	x.items = append(x.items, it)
 	x.actors = append(x.actors, actor)
 	x.hashes = append(x.hashes, hash)

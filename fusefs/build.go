@@ -1,0 +1,476 @@
+package fusefs
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"hash/fnv"
+	"io/fs"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/backpack-field/backpack/internal/agent"
+	"github.com/backpack-field/backpack/internal/canon"
+	"github.com/backpack-field/backpack/internal/store"
+	"github.com/backpack-field/backpack/reducer"
+)
+
+// Permissions the mount shows.
+const (
+	permFile     = 0o444
+	permDir      = 0o555
+	permAppend   = 0o644 // events/events.ndjson: appends only
+	permDropDir  = 0o755 // new/ and inbox/
+	maxOwnFile   = 16 << 20
+	maxOwnFiles  = 10000
+	statusWait   = 2 * time.Second
+	dirNew       = "new"
+	dirInbox     = "inbox"
+	dirState     = "state"
+	dirTimeline  = "timeline"
+	dirForks     = "forks"
+	dirQuarant   = "quarantine"
+	dirPending   = "pending"
+	fileStatus   = "status.json"
+	fileState    = "state/state.json"
+	suffixResult = ".result"
+	suffixDone   = ".done"
+	suffixError  = ".error"
+)
+
+// builder makes views of one backpack. It keeps the log index between
+// builds, so only the goroutine that builds views may use it.
+type builder struct {
+	dir     string
+	keyFile string
+	log     *slog.Logger
+	// noStatus leaves status.json out of views (tests of the view).
+	noStatus bool
+
+	idx *logIndex
+}
+
+// build makes a view of the backpack as it is now.
+func (b *builder) build(ctx context.Context) (*View, error) {
+	now := time.Now()
+	// status.json opens the backpack a second time when no agent runs:
+	// build it on the other core meanwhile.
+	var status chan []byte
+	if !b.noStatus {
+		if g, err := store.ReadGenesis(b.dir); err == nil {
+			status = make(chan []byte, 1)
+			go func() { status <- b.status(ctx, g.UID) }()
+			defer func() {
+				if status != nil {
+					<-status // an error return: wait for it all the same
+				}
+			}()
+		}
+	}
+	bp, err := store.Open(ctx, b.dir, store.Options{ReadOnly: true, KeyFile: b.keyFile, Logger: b.log})
+	if err != nil {
+		return nil, err
+	}
+	snap := bp.Snapshot()
+	root := newTree("", permDir, now)
+	info := ViewInfo{UID: snap.UID, Events: snap.EventCount, LogSize: snap.LogSize, MerkleRoot: snap.MerkleRoot}
+	err = bp.WithState(func(s *reducer.State) error {
+		n, err := addState(root, s, now, b.log)
+		info.Beliefs = n
+		return err
+	})
+	if err != nil {
+		bp.Close()
+		return nil, err
+	}
+	held := map[string][]store.HeldEvent{}
+	for _, kind := range []string{"quarantine", "pending", "forks"} {
+		if held[kind], err = bp.Held(kind); err != nil {
+			bp.Close()
+			return nil, fmt.Errorf("read held %s events: %w", kind, err)
+		}
+	}
+	records, err := bp.ForkRecords()
+	if err != nil {
+		b.log.Warn("mount: fork records unreadable", "err", err)
+	}
+	bp.Close()
+
+	f, err := os.Open(filepath.Join(b.dir, filepath.FromSlash(store.EventsPath)))
+	if err != nil {
+		return nil, err
+	}
+	fi, err := f.Stat()
+	if err != nil || fi.Size() < snap.LogSize {
+		f.Close()
+		return nil, fmt.Errorf("events.ndjson changed while the view was built; retry")
+	}
+	lf := newLogFile(f)
+	v := &View{log: lf, built: now, Info: info}
+	if b.idx, err = b.idx.update(ctx, f, snap.LogSize); err != nil {
+		v.Close()
+		b.idx = nil
+		return nil, fmt.Errorf("index events.ndjson: %w", err)
+	}
+	x := b.idx
+	if x.size < snap.LogSize {
+		info.LogSize = x.size // an unfinished last line is not shown
+	}
+	// The log's own mtime: the kernel drops cached pages when it changes.
+	root.add(store.EventsPath, &entry{lr: &logRange{f: lf, size: info.LogSize}, perm: permAppend, mtime: fi.ModTime(),
+		version: versionOf("log", x.generation, uint64(info.LogSize))})
+	addTimelines(root, x, lf, now)
+	addForks(root, x, f, records, held["forks"], now, b.log)
+	addHeld(root, dirQuarant, held["quarantine"], now)
+	addHeld(root, dirPending, held["pending"], now)
+	if err := addOwnFiles(root, b.dir, now, b.log); err != nil {
+		v.Close()
+		return nil, err
+	}
+	root.mkdir(dirNew).perm = permDropDir
+	root.mkdir(dirInbox).perm = permDropDir
+	if status != nil {
+		root.add(fileStatus, fileEntry(<-status, now))
+		status = nil
+	}
+	v.Info = info
+	v.root = root.freeze()
+	return v, nil
+}
+
+// status returns status.json: the running agent's status, or the status
+// built from the backpack when no agent runs.
+func (b *builder) status(ctx context.Context, uid string) []byte {
+	st, err := queryStatus(ctx, b.dir, b.keyFile, uid)
+	if err != nil {
+		b.log.Warn("mount: status unavailable", "err", err)
+		return []byte(fmt.Sprintf("{\"error\": %q}\n", err.Error()))
+	}
+	return st
+}
+
+func queryStatus(ctx context.Context, dir, keyFile, uid string) ([]byte, error) {
+	dev, err := store.DeviceDir(uid, dir)
+	if err != nil {
+		return nil, err
+	}
+	qctx, cancel := context.WithTimeout(ctx, statusWait)
+	defer cancel()
+	st, err := agent.Query(qctx, agent.SocketPath(dev), "status")
+	if errors.Is(err, agent.ErrNoAgent) || (err != nil && qctx.Err() != nil && ctx.Err() == nil) {
+		st, err = agent.OfflineStatus(ctx, dir, keyFile)
+	}
+	if err != nil {
+		return nil, err
+	}
+	out, err := json.MarshalIndent(st, "", "  ")
+	if err != nil {
+		return nil, err
+	}
+	return append(out, '\n'), nil
+}
+
+func fileEntry(data []byte, mtime time.Time) *entry {
+	return &entry{data: data, perm: permFile, mtime: mtime, version: versionOf("data", hashBytes(data))}
+}
+
+func hashBytes(b []byte) uint64 {
+	h := fnv.New64a()
+	h.Write(b)
+	return h.Sum64()
+}
+
+func versionOf(kind string, parts ...uint64) uint64 {
+	h := fnv.New64a()
+	h.Write([]byte(kind))
+	for _, p := range parts {
+		h.Write(strconv.AppendUint(nil, p, 16))
+		h.Write([]byte{0})
+	}
+	return h.Sum64()
+}
+
+// splitKey splits a belief key "subject:predicate" at its last ':' (the
+// reducer joins them with one; a subject may hold more). A key without a
+// ':' is all subject, with an empty predicate.
+func splitKey(key string) (subject, predicate string) {
+	i := strings.LastIndexByte(key, ':')
+	if i < 0 {
+		return key, ""
+	}
+	return key[:i], key[i+1:]
+}
+
+// BeliefPath returns where the mount shows a belief: state/<namespace>/
+// <subject>/<predicate>, both names escaped by EscapeName.
+func BeliefPath(namespace, key string) string {
+	s, p := splitKey(key)
+	return dirState + "/" + namespace + "/" + EscapeName(s) + "/" + EscapeName(p)
+}
+
+// addState adds state/state.json and one file per belief.
+func addState(root *treeBuilder, s *reducer.State, now time.Time, log *slog.Logger) (int, error) {
+	js, err := s.ExportJSON()
+	if err != nil {
+		// A state the reference cannot hash (SPEC: it raises) still has
+		// beliefs worth showing; state.json says why it is missing.
+		log.Warn("mount: state.json unavailable", "err", err)
+		js = []byte(fmt.Sprintf("{\"error\": %q}", err.Error()))
+	}
+	root.add(fileState, fileEntry(append(js, '\n'), now))
+	n := 0
+	for _, ns := range []reducer.Namespace{reducer.Canonical, reducer.Local, reducer.Contested, reducer.Archived} {
+		root.mkdir(dirState + "/" + ns.String())
+		for key, val := range s.Entries(ns) {
+			v := val
+			if ns == reducer.Canonical || ns == reducer.Local {
+				v = val.Field("value")
+			}
+			data, err := canon.Encode(v)
+			if err != nil {
+				data = []byte(fmt.Sprintf("{\"error\": %q}", err.Error()))
+			}
+			root.add(BeliefPath(ns.String(), key), fileEntry(append(data, '\n'), now))
+			n++
+		}
+	}
+	return n, nil
+}
+
+// addTimelines adds timeline/<actor>.ndjson: each actor's event lines in
+// log order, byte for byte.
+func addTimelines(root *treeBuilder, x *logIndex, lf *logFile, now time.Time) {
+	root.mkdir(dirTimeline)
+	segs := make([][]segment, len(x.actors))
+	sizes := make([]int64, len(x.actors))
+	for _, r := range x.recs {
+		a := r.actor
+		s := segs[a]
+		if n := len(s); n > 0 && s[n-1].off+s[n-1].n == r.off {
+			s[n-1].n += r.n // adjacent lines of one actor read as one run
+		} else {
+			s = append(s, segment{off: r.off, pos: sizes[a], n: r.n})
+		}
+		segs[a] = s
+		sizes[a] += r.n
+	}
+	for a, actor := range x.actors {
+		last := int64(0)
+		if n := len(segs[a]); n > 0 {
+			last = segs[a][n-1].off
+		}
+		root.add(dirTimeline+"/"+EscapeName(actor)+".ndjson", &entry{
+			lr:    &logRange{f: lf, size: sizes[a], segs: segs[a]},
+			perm:  permFile,
+			mtime: now, version: versionOf("timeline", x.generation, uint64(sizes[a]), uint64(last)),
+		})
+	}
+}
+
+// addForks adds forks/<actor>/<fork point>/ with every competing signed
+// event (<event_id>.json, the line as the log holds it; a second content
+// of an event id kept aside is <event_id>.held.json, .held-2.json, ...)
+// and the device's record of the fork (record.json) when it has one.
+func addForks(root *treeBuilder, x *logIndex, f *os.File, records []store.ForkRecord, held []store.HeldEvent, now time.Time, log *slog.Logger) {
+	root.mkdir(dirForks)
+	type fork struct {
+		actor, point string
+		ids          []string
+		record       []byte
+	}
+	forks := map[string]*fork{}
+	get := func(actor, point string) *fork {
+		k := forkKey(actor, point)
+		if forks[k] == nil {
+			forks[k] = &fork{actor: actor, point: point}
+		}
+		return forks[k]
+	}
+	for _, r := range records {
+		fk := get(r.Actor, r.ForkPoint)
+		for id := range r.Sources {
+			fk.ids = append(fk.ids, id)
+		}
+		data, err := json.MarshalIndent(r, "", "  ")
+		if err == nil {
+			fk.record = append(data, '\n')
+		}
+	}
+	for k, recs := range x.forks {
+		actor, point, _ := strings.Cut(k, "\x00")
+		fk := get(actor, point)
+		for _, i := range recs {
+			fk.ids = append(fk.ids, x.recs[i].id)
+		}
+	}
+	heldByID := map[string][]store.HeldEvent{}
+	for _, h := range held {
+		heldByID[h.EventID] = append(heldByID[h.EventID], h)
+	}
+	for _, fk := range forks {
+		dir := dirForks + "/" + EscapeName(fk.actor) + "/" + EscapeName(fk.point)
+		root.mkdir(dir)
+		if fk.record != nil {
+			root.add(dir+"/record.json", fileEntry(fk.record, now))
+		}
+		slices.Sort(fk.ids)
+		for _, id := range slices.Compact(fk.ids) {
+			if i, ok := x.byID[id]; ok {
+				r := x.recs[i]
+				line, err := readRange(f, r.off, r.off+r.n)
+				if err != nil {
+					log.Warn("mount: fork evidence unreadable", "event", id, "err", err)
+					continue
+				}
+				root.add(dir+"/"+EscapeName(id)+".json", fileEntry(line, now))
+			}
+			for j, h := range heldByID[id] {
+				name := EscapeName(id) + ".held.json"
+				if j > 0 {
+					name = EscapeName(id) + ".held-" + strconv.Itoa(j+1) + ".json"
+				}
+				root.add(dir+"/"+name, fileEntry([]byte(h.Line+"\n"), now))
+			}
+		}
+	}
+}
+
+// addHeld adds one JSON file per held event under dir: <event_id>.json,
+// or held-<n>.json for a line without an id.
+func addHeld(root *treeBuilder, dir string, held []store.HeldEvent, now time.Time) {
+	root.mkdir(dir)
+	used := map[string]bool{}
+	for i, h := range held {
+		base := "held-" + strconv.Itoa(i+1)
+		if h.EventID != "" {
+			base = EscapeName(h.EventID)
+		}
+		name := base + ".json"
+		for n := 2; used[name]; n++ {
+			name = base + "-" + strconv.Itoa(n) + ".json"
+		}
+		used[name] = true
+		data, err := json.MarshalIndent(h, "", "  ")
+		if err != nil {
+			continue
+		}
+		root.add(dir+"/"+name, fileEntry(append(data, '\n'), now))
+	}
+}
+
+// ownFiles are the backpack's own files the mount shows (besides the log),
+// byte for byte; identity/ and policies/ are walked.
+var ownFiles = []string{store.ManifestPath, store.ManifestSigPath, store.MerkleRootPath}
+var ownDirs = []string{"identity", "policies"}
+
+// hiddenOwnFile reports whether a backpack file must not be shown: private
+// keys (any path element that mentions "private"), hidden and temporary
+// files.
+func hiddenOwnFile(rel string) bool {
+	for el := range strings.SplitSeq(rel, "/") {
+		l := strings.ToLower(el)
+		if strings.Contains(l, "private") || strings.HasPrefix(el, ".") || strings.HasSuffix(l, ".tmp") {
+			return true
+		}
+	}
+	return false
+}
+
+func addOwnFiles(root *treeBuilder, dir string, now time.Time, log *slog.Logger) error {
+	count := 0
+	addFile := func(rel string, fi fs.FileInfo) error {
+		if hiddenOwnFile(rel) || !fi.Mode().IsRegular() {
+			return nil
+		}
+		if fi.Size() > maxOwnFile {
+			log.Warn("mount: file too large to show", "file", rel, "size", fi.Size())
+			return nil
+		}
+		if count++; count > maxOwnFiles {
+			return fmt.Errorf("more than %d files under identity/ and policies/", maxOwnFiles)
+		}
+		data, err := os.ReadFile(filepath.Join(dir, filepath.FromSlash(rel)))
+		if err != nil {
+			if errors.Is(err, fs.ErrNotExist) {
+				return nil // replaced while we looked
+			}
+			return err
+		}
+		e := fileEntry(data, fi.ModTime())
+		root.add(rel, e)
+		return nil
+	}
+	for _, rel := range ownFiles {
+		fi, err := os.Lstat(filepath.Join(dir, rel))
+		if errors.Is(err, fs.ErrNotExist) {
+			continue
+		}
+		if err != nil {
+			return err
+		}
+		if err := addFile(rel, fi); err != nil {
+			return err
+		}
+	}
+	for _, d := range ownDirs {
+		root.mkdir(d)
+		base := filepath.Join(dir, d)
+		err := filepath.WalkDir(base, func(p string, de fs.DirEntry, err error) error {
+			if err != nil {
+				if errors.Is(err, fs.ErrNotExist) {
+					return nil
+				}
+				return err
+			}
+			rel, _ := filepath.Rel(dir, p)
+			rel = filepath.ToSlash(rel)
+			if hiddenOwnFile(rel) {
+				if de.IsDir() {
+					return filepath.SkipDir
+				}
+				return nil
+			}
+			if de.IsDir() {
+				if p != base {
+					root.mkdir(rel)
+				}
+				return nil
+			}
+			fi, err := de.Info()
+			if err != nil {
+				return nil
+			}
+			return addFile(rel, fi)
+		})
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// ViewOptions configures NewView.
+type ViewOptions struct {
+	KeyFile string       // the device key file (for the status; optional)
+	Logger  *slog.Logger // default: discard
+	// NoStatus leaves status.json out (it asks a running agent, or opens
+	// the backpack a second time).
+	NoStatus bool
+}
+
+// NewView builds a view of the backpack in dir as it is now. The caller
+// closes it.
+func NewView(ctx context.Context, dir string, opts ViewOptions) (*View, error) {
+	lg := opts.Logger
+	if lg == nil {
+		lg = slog.New(slog.DiscardHandler)
+	}
+	b := &builder{dir: dir, keyFile: opts.KeyFile, log: lg, noStatus: opts.NoStatus}
+	return b.build(ctx)
+}
