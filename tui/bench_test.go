@@ -1,9 +1,8 @@
-package tui
+package tui_test
 
 import (
 	"context"
 	"fmt"
-	"github.com/backpack-field/backpack/internal/status"
 	"path/filepath"
 	"runtime"
 	"slices"
@@ -14,10 +13,13 @@ import (
 
 	tea "github.com/charmbracelet/bubbletea"
 
+	"github.com/backpack-field/backpack/internal/agent"
 	"github.com/backpack-field/backpack/internal/canon"
 	"github.com/backpack-field/backpack/internal/gen"
+	"github.com/backpack-field/backpack/internal/status"
 	"github.com/backpack-field/backpack/internal/store"
 	bplog "github.com/backpack-field/backpack/log"
+	"github.com/backpack-field/backpack/tui"
 )
 
 // benchBackpack is a generated backpack of 10,000 events with 50 forks
@@ -46,8 +48,8 @@ func makeBenchBackpack(tb testing.TB, events, forks int) *benchBackpack {
 		j := i % len(res.Keys)
 		actor := fmt.Sprintf("field_team_%d", j+1)
 		head := b.Snapshot().Heads[actor].ID
-		_, l1 := signed(tb, res.Keys[j], actor, head, at.Add(time.Duration(2*i)*time.Second), fmt.Sprintf("well_%d", i), "level", canon.IntValue(1))
-		_, l2 := signed(tb, res.Keys[j], actor, head, at.Add(time.Duration(2*i+1)*time.Second), fmt.Sprintf("well_%d", i), "level", canon.IntValue(2))
+		_, l1 := tui.Signed(tb, res.Keys[j], actor, head, at.Add(time.Duration(2*i)*time.Second), fmt.Sprintf("well_%d", i), "level", canon.IntValue(1))
+		_, l2 := tui.Signed(tb, res.Keys[j], actor, head, at.Add(time.Duration(2*i+1)*time.Second), fmt.Sprintf("well_%d", i), "level", canon.IntValue(2))
 		r, err := b.Ingest(context.Background(), [][]byte{[]byte(l1), []byte(l2)}, fmt.Sprintf("bundle %06d from bp1_feedfeedfeedfeed", i))
 		if err != nil || len(r.Forks) != 1 {
 			tb.Fatalf("fork %d: %v %+v", i, err, r)
@@ -58,9 +60,9 @@ func makeBenchBackpack(tb testing.TB, events, forks int) *benchBackpack {
 
 // benchModel is a model over the backpack, its detail loaded as the TUI
 // loads it.
-func benchModel(tb testing.TB, bb *benchBackpack) (Model, *Detail) {
+func benchModel(tb testing.TB, bb *benchBackpack) (tui.Model, *tui.Detail) {
 	tb.Helper()
-	src, err := OpenSource(bb.dir, bb.keyFile)
+	src, err := agent.NewTUISource(bb.dir, bb.keyFile)
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -76,19 +78,18 @@ func benchModel(tb testing.TB, bb *benchBackpack) (Model, *Detail) {
 	if len(d.Forks) < 50 || st.Backpack.Events < 10000 {
 		tb.Fatalf("bench backpack: %d forks, %d events", len(d.Forks), st.Backpack.Events)
 	}
-	m := NewModel(src, ModelOptions{Now: fixedNow})
+	m := tui.NewModel(src, tui.ModelOptions{Now: tui.FixedNow})
 	m = update(m, tea.WindowSizeMsg{Width: 80, Height: 24})
-	m = update(m, offlineMsg{st: st, stamp: "bench"})
-	m.loading = true
-	m = update(m, detailMsg{d: d})
+	m = update(m, tui.OfflineMsg(st, "bench"))
+	m = update(m, tui.DetailMsg(d))
 	return m, d
 }
 
 // update applies msg and drops the commands (the benchmarks feed the
 // messages those commands would produce themselves).
-func update(m Model, msg tea.Msg) Model {
+func update(m tui.Model, msg tea.Msg) tui.Model {
 	nm, _ := m.Update(msg)
-	return nm.(Model)
+	return nm.(tui.Model)
 }
 
 func stateHomeB(b *testing.B) {
@@ -102,11 +103,9 @@ func BenchmarkView(b *testing.B) {
 	stateHomeB(b)
 	bb := makeBenchBackpack(b, 10000, 50)
 	m, _ := benchModel(b, bb)
-	for v := range numViews {
-		b.Run(viewNames[v], func(b *testing.B) {
-			mv := m
-			mv.view = v
-			mv = update(mv, key("G")) // the end of the list: the furthest window
+	for v, name := range tui.ViewNames {
+		b.Run(name, func(b *testing.B) {
+			mv := update(m.InView(v), tui.Key("G")) // the end of the list: the furthest window
 			b.ReportAllocs()
 			for b.Loop() {
 				_ = mv.View()
@@ -114,7 +113,7 @@ func BenchmarkView(b *testing.B) {
 		})
 	}
 	b.Run("ForkPane", func(b *testing.B) {
-		mv := update(update(m, key("3")), key("enter"))
+		mv := update(update(m, tui.Key("3")), tui.Key("enter"))
 		b.ReportAllocs()
 		for b.Loop() {
 			_ = mv.View()
@@ -127,12 +126,12 @@ func BenchmarkView(b *testing.B) {
 func BenchmarkDetailMemory(b *testing.B) {
 	stateHomeB(b)
 	bb := makeBenchBackpack(b, 10000, 50)
-	src, err := OpenSource(bb.dir, bb.keyFile)
+	src, err := agent.NewTUISource(bb.dir, bb.keyFile)
 	if err != nil {
 		b.Fatal(err)
 	}
 	defer src.Close()
-	var keep *Detail
+	var keep *tui.Detail
 	var heap float64
 	for b.Loop() {
 		keep = nil
@@ -171,13 +170,13 @@ func BenchmarkKeyDuringIngest(b *testing.B) {
 	b.Run("loads", func(b *testing.B) { keyLatency(b, bb, m, nil) })
 }
 
-func keyLatency(b *testing.B, bb *benchBackpack, m Model, lines [][]byte) {
+func keyLatency(b *testing.B, bb *benchBackpack, m tui.Model, lines [][]byte) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	var wg sync.WaitGroup
 	var ingested atomic.Int64
 	statuses := make(chan *status.Status, 1)
-	details := make(chan *Detail, 1)
+	details := make(chan *tui.Detail, 1)
 	wg.Go(func() { // the ingest
 		if len(lines) == 0 {
 			return
@@ -205,7 +204,7 @@ func keyLatency(b *testing.B, bb *benchBackpack, m Model, lines [][]byte) {
 		}
 	})
 	wg.Go(func() { // detail loads, as the TUI runs them when the backpack changes
-		src, err := OpenSource(bb.dir, bb.keyFile)
+		src, err := agent.NewTUISource(bb.dir, bb.keyFile)
 		if err != nil {
 			b.Error(err)
 			return
@@ -228,15 +227,15 @@ func keyLatency(b *testing.B, bb *benchBackpack, m Model, lines [][]byte) {
 	for b.Loop() {
 		select {
 		case st := <-statuses:
-			full := *m.status
+			full := *m.Status()
 			full.Backpack.Events = st.Backpack.Events
-			m = update(m, statusMsg{&full})
+			m = update(m, tui.StatusMsg(&full))
 		case d := <-details:
-			m = update(m, detailMsg{d: d})
+			m = update(m, tui.DetailMsg(d))
 		default:
 		}
 		start := time.Now()
-		m = update(m, key(keys[i%len(keys)]))
+		m = update(m, tui.Key(keys[i%len(keys)]))
 		_ = m.View()
 		lat = append(lat, time.Since(start))
 		i++
@@ -273,7 +272,7 @@ func continuation(tb testing.TB, bb *benchBackpack, n int) [][]byte {
 		if p == "" {
 			p = heads[actor].ID
 		}
-		e, l := signed(tb, bb.keys[j], actor, p, at.Add(time.Duration(i)*time.Second), fmt.Sprintf("waterpoint_%04d", i%2000), "level", canon.IntValue(int64(i%100)))
+		e, l := tui.Signed(tb, bb.keys[j], actor, p, at.Add(time.Duration(i)*time.Second), fmt.Sprintf("waterpoint_%04d", i%2000), "level", canon.IntValue(int64(i%100)))
 		prev[actor] = e.ID
 		out = append(out, []byte(l))
 	}

@@ -6,13 +6,13 @@ import (
 	"crypto/sha256"
 	"encoding/base64"
 	"fmt"
-	"github.com/backpack-field/backpack/internal/status"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/backpack-field/backpack/internal/canon"
 	"github.com/backpack-field/backpack/internal/pytime"
+	"github.com/backpack-field/backpack/internal/status"
 	bplog "github.com/backpack-field/backpack/log"
 )
 
@@ -139,6 +139,19 @@ func signed(t testing.TB, k bplog.PrivateKey, actor, prev string, at time.Time, 
 	return e, string(line)
 }
 
+// beliefSummary is a belief payload in one line, as the agent's detail
+// loader writes it: "subject:predicate = value (conf c)".
+func beliefSummary(p canon.Value) string {
+	enc := func(v canon.Value) string {
+		b, err := canon.Encode(v)
+		if err != nil {
+			panic(err)
+		}
+		return string(b)
+	}
+	return p.Field("subject").Str() + ":" + p.Field("predicate").Str() + " = " + enc(p.Field("value")) + " (conf " + enc(p.Field("confidence")) + ")"
+}
+
 // inSyncStatus is a base camp whose agent runs and has heard from three
 // devices, all in sync.
 func inSyncStatus() *status.Status {
@@ -175,7 +188,7 @@ func fixtureDetail(t testing.TB, st *status.Status) *Detail {
 		e, line := signed(t, k, a, prev[a], t0.Add(time.Duration(i-40)*37*time.Second), fmt.Sprintf("waterpoint_%04d", 7*i%23), "status", canon.StringValue(words[i%len(words)]))
 		prev[a] = e.ID
 		d.Recent = append(d.Recent, EventRow{Line: st.Backpack.Events - 39 + i, EventID: e.ID, Type: e.Type, Actor: a, Timestamp: e.Timestamp,
-			Namespace: "local", Summary: summarize(e.Value.Field("payload")), Raw: line})
+			Namespace: "local", Summary: beliefSummary(e.Value.Field("payload")), Raw: line})
 	}
 	for i := range 6 {
 		key := fmt.Sprintf("waterpoint_%04d:status", i*3)
@@ -219,8 +232,8 @@ func forkDetail(t testing.TB, st *status.Status) *Detail {
 	b, lb := signed(t, k, "north_camp", base.ID, t0.Add(-2*time.Hour+17*time.Minute), "well_12", "level", canon.IntValue(12))
 	d.Forks = []Fork{{Kind: bplog.ForkSamePrev, Actor: "north_camp", ForkPoint: base.ID, DetectedAt: "2026-03-14T11:52:11.004000+00:00",
 		Sides: []ForkSide{
-			{EventID: a.ID, Source: "this replica (held before the fork was seen)", Type: a.Type, Timestamp: a.Timestamp, Summary: summarize(a.Value.Field("payload")), Line: la, Where: "log line 12001"},
-			{EventID: b.ID, Source: "bundle 000014 from bp1_1f2e3d4c5b6a7988", Type: b.Type, Timestamp: b.Timestamp, Summary: summarize(b.Value.Field("payload")), Line: lb, Where: "log line 12377"},
+			{EventID: a.ID, Source: "this replica (held before the fork was seen)", Type: a.Type, Timestamp: a.Timestamp, Summary: beliefSummary(a.Value.Field("payload")), Line: la, Where: "log line 12001"},
+			{EventID: b.ID, Source: "bundle 000014 from bp1_1f2e3d4c5b6a7988", Type: b.Type, Timestamp: b.Timestamp, Summary: beliefSummary(b.Value.Field("payload")), Line: lb, Where: "log line 12377"},
 		}}}
 	return d
 }

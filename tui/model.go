@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"github.com/backpack-field/backpack/internal/status"
 	"strings"
 	"time"
 
@@ -12,6 +11,8 @@ import (
 	"github.com/charmbracelet/bubbles/textinput"
 	"github.com/charmbracelet/bubbles/viewport"
 	tea "github.com/charmbracelet/bubbletea"
+
+	"github.com/backpack-field/backpack/internal/status"
 )
 
 // view is one screen of the TUI.
@@ -38,7 +39,9 @@ const offlineEvery = 2 * time.Second
 const (
 	loadTimeout  = 2 * time.Minute
 	queryTimeout = 30 * time.Second
-	trustTimeout = trustWait + time.Minute
+	// trustTimeout leaves Source.Trust time to wait for the lock (the
+	// agent's source waits 30 seconds) and then write.
+	trustTimeout = 90 * time.Second
 )
 
 // ModelOptions configures NewModel.

@@ -3,13 +3,14 @@ package tui
 import (
 	"errors"
 	"fmt"
-	"github.com/backpack-field/backpack/internal/status"
 	"reflect"
 	"strings"
 	"testing"
 	"time"
 
 	tea "github.com/charmbracelet/bubbletea"
+
+	"github.com/backpack-field/backpack/internal/status"
 )
 
 // runCmd runs cmd and the commands of any batch it returns, and collects

@@ -16,18 +16,14 @@ var ErrNoTerminal = errors.New("tui: standard output is not a terminal")
 
 // Options configures Run.
 type Options struct {
-	// Dir is the backpack directory.
+	// Source is where the data comes from (required); Run closes it.
+	Source Source
+	// Dir names the backpack in messages ("backpack agent DIR").
 	Dir string
-	// KeyFile is the device key file ("" for the default); trusting a
-	// key needs it.
-	KeyFile string
 	// In and Out are the terminal (default os.Stdin and os.Stdout). Out
 	// must be a terminal.
 	In  io.Reader
 	Out io.Writer
-	// Source overrides where the data comes from (default: the
-	// backpack in Dir and its agent).
-	Source Source
 	// Now is the clock (default time.Now).
 	Now func() time.Time
 	// NoAltScreen draws in the normal screen instead of the alternate
@@ -42,9 +38,14 @@ func IsTerminal(w io.Writer) bool {
 }
 
 // Run shows the TUI until the user quits or ctx ends (a clean stop,
-// returning nil). It returns ErrNoTerminal, before drawing anything,
-// when Out is not a terminal.
+// returning nil), and closes the Source. It returns ErrNoTerminal,
+// before drawing anything, when Out is not a terminal.
 func Run(ctx context.Context, opts Options) error {
+	if opts.Source == nil {
+		return errors.New("tui: Run needs a Source")
+	}
+	src := opts.Source
+	defer src.Close()
 	if opts.In == nil {
 		opts.In = os.Stdin
 	}
@@ -54,14 +55,6 @@ func Run(ctx context.Context, opts Options) error {
 	if !IsTerminal(opts.Out) {
 		return ErrNoTerminal
 	}
-	src := opts.Source
-	if src == nil {
-		var err error
-		if src, err = OpenSource(opts.Dir, opts.KeyFile); err != nil {
-			return err
-		}
-	}
-	defer src.Close()
 	popts := []tea.ProgramOption{tea.WithContext(ctx), tea.WithInput(opts.In), tea.WithOutput(opts.Out)}
 	if !opts.NoAltScreen {
 		popts = append(popts, tea.WithAltScreen())

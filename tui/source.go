@@ -2,6 +2,7 @@ package tui
 
 import (
 	"context"
+
 	"github.com/backpack-field/backpack/internal/status"
 )
 
@@ -30,14 +31,11 @@ type Source interface {
 	SyncNow(ctx context.Context) error
 	// Trust makes the untrusted key keyID (one a bundle carried) a
 	// trusted key of the backpack, waiting a bounded time for the
-	// backpack's lock.
+	// backpack's lock (the model gives the whole call 90 seconds).
 	Trust(ctx context.Context, keyID string) (*TrustResult, error)
 	// Close ends every subscription.
 	Close() error
 }
-
-// ErrNoAgent is status.ErrNoAgent, for callers of Source.
-var ErrNoAgent = status.ErrNoAgent
 
 // Detail is what the screen shows beyond the status, read from the
 // backpack and the device's state directory.

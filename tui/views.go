@@ -4,13 +4,13 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
-	"github.com/backpack-field/backpack/internal/status"
 	"strings"
 	"time"
 
 	"github.com/charmbracelet/bubbles/viewport"
 	"github.com/charmbracelet/x/ansi"
 
+	"github.com/backpack-field/backpack/internal/status"
 	bplog "github.com/backpack-field/backpack/log"
 )
 

@@ -1,10 +1,6 @@
 package cli
 
-import (
-	"errors"
-
-	"github.com/backpack-field/backpack/tui"
-)
+import "github.com/backpack-field/backpack/internal/agent"
 
 func runTUI(e *env, args []string) error {
 	fs := newFlags(e, "tui", "DIR [--key FILE]", `Show the backpack in DIR on a terminal screen, live: the sync verdict, the
@@ -20,9 +16,8 @@ now, t trust a key (asks first), ? help, q quit. Needs a terminal: use
 	if err != nil {
 		return err
 	}
-	err = tui.Run(e.ctx, tui.Options{Dir: dir, KeyFile: *key, In: e.stdin, Out: e.stdout})
-	if errors.Is(err, tui.ErrNoTerminal) {
+	if !isTerminal(e.stdout) {
 		return usagef("needs a terminal, and standard output is not one (in scripts, use `backpack status %s --json`)", dir)
 	}
-	return err
+	return agent.RunTUI(e.ctx, agent.TUIOptions{Dir: dir, KeyFile: *key, In: e.stdin, Out: e.stdout})
 }

@@ -1,11 +1,13 @@
-package tui
+package agent
 
 import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto/ed25519"
+	"crypto/sha256"
+	"encoding/base64"
 	"errors"
-	"github.com/backpack-field/backpack/internal/status"
 	"os"
 	"path/filepath"
 	"strings"
@@ -13,9 +15,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/backpack-field/backpack/internal/agent"
 	"github.com/backpack-field/backpack/internal/canon"
 	"github.com/backpack-field/backpack/internal/gen"
+	"github.com/backpack-field/backpack/internal/pytime"
+	"github.com/backpack-field/backpack/internal/status"
 	"github.com/backpack-field/backpack/internal/store"
 	bplog "github.com/backpack-field/backpack/log"
 	"github.com/backpack-field/backpack/reducer"
@@ -46,6 +49,40 @@ func newBackpack(t *testing.T) (dir, keyFile string) {
 		t.Fatal(err)
 	}
 	return res.Dir, res.KeyFile
+}
+
+// fieldKey is a fixed signing key, so that test events and their
+// signatures are the same on every run.
+func fieldKey(t testing.TB, label string) bplog.PrivateKey {
+	t.Helper()
+	seed := sha256.Sum256([]byte(label))
+	k, err := bplog.KeyFromSeedB64(base64.StdEncoding.EncodeToString(seed[:]))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return k
+}
+
+func keyIDOf(k bplog.PrivateKey) string { return bplog.KeyID(k.Key.Public().(ed25519.PublicKey)) }
+
+// signed makes a real signed event line: an observation of subject's
+// pred by actor after prev.
+func signed(t testing.TB, k bplog.PrivateKey, actor, prev string, at time.Time, subject, pred string, value canon.Value) (*bplog.Event, string) {
+	t.Helper()
+	var p canon.ObjectBuilder
+	p.Set("subject", canon.StringValue(subject)).Set("predicate", canon.StringValue(pred)).Set("value", value).Set("confidence", canon.FloatValue(0.9))
+	var b canon.ObjectBuilder
+	pv := canon.NullValue()
+	if prev != "" {
+		pv = canon.StringValue(prev)
+	}
+	b.Set("type", canon.StringValue("OBSERVATION")).Set("namespace", canon.StringValue("local")).Set("actor", canon.StringValue(actor)).
+		Set("prev_event_hash", pv).Set("timestamp_utc", canon.StringValue(pytime.FormatUTC(at))).Set("payload", p.Value())
+	e, line, err := k.Signer().Seal(b.Value())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return e, string(line)
 }
 
 func deviceKey(t *testing.T, keyFile string) bplog.PrivateKey {
@@ -101,10 +138,10 @@ func plantFork(t *testing.T, dir, keyFile string) (a, b *bplog.Event) {
 	return a, b
 }
 
-func TestSourceDetailFork(t *testing.T) {
+func TestTUISourceDetailFork(t *testing.T) {
 	dir, keyFile := newBackpack(t)
 	a, b := plantFork(t, dir, keyFile)
-	src, err := OpenSource(dir, keyFile)
+	src, err := NewTUISource(dir, keyFile)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -154,7 +191,7 @@ func TestSourceDetailFork(t *testing.T) {
 	}
 }
 
-func TestSourceQuarantineAndTrust(t *testing.T) {
+func TestTUISourceQuarantineAndTrust(t *testing.T) {
 	dir, keyFile := newBackpack(t)
 	stranger := fieldKey(t, "new_tablet")
 	id := keyIDOf(stranger)
@@ -174,7 +211,7 @@ func TestSourceQuarantineAndTrust(t *testing.T) {
 			t.Fatal(err)
 		}
 	})
-	src, err := OpenSource(dir, keyFile)
+	src, err := NewTUISource(dir, keyFile)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -218,14 +255,14 @@ func TestSourceQuarantineAndTrust(t *testing.T) {
 	}
 }
 
-func TestSourceRecentEventsAndState(t *testing.T) {
+func TestTUISourceRecentEventsAndState(t *testing.T) {
 	stateHome(t)
 	base := t.TempDir()
 	res, err := gen.Backpack(t.Context(), filepath.Join(base, "bp"), base, gen.Options{Events: 4000, Seed: 7})
 	if err != nil {
 		t.Fatal(err)
 	}
-	src, err := OpenSource(res.Dir, res.KeyFile)
+	src, err := NewTUISource(res.Dir, res.KeyFile)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -279,9 +316,9 @@ func TestSourceRecentEventsAndState(t *testing.T) {
 	}
 }
 
-func TestManifestStatus(t *testing.T) {
+func TestTUIManifestStatus(t *testing.T) {
 	dir, keyFile := newBackpack(t)
-	src, err := OpenSource(dir, keyFile)
+	src, err := NewTUISource(dir, keyFile)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -318,11 +355,11 @@ func TestManifestStatus(t *testing.T) {
 	check("absent")
 }
 
-// TestSourceSubscribe runs a real agent in this process and watches its
+// TestTUISourceSubscribe runs a real agent in this process and watches its
 // status stream as events are appended and a sync is asked for.
-func TestSourceSubscribe(t *testing.T) {
+func TestTUISourceSubscribe(t *testing.T) {
 	dir, keyFile := newBackpack(t)
-	src, err := OpenSource(dir, keyFile)
+	src, err := NewTUISource(dir, keyFile)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -333,7 +370,7 @@ func TestSourceSubscribe(t *testing.T) {
 	if err := src.SyncNow(t.Context()); !errors.Is(err, status.ErrNoAgent) {
 		t.Fatalf("sync without an agent: %v", err)
 	}
-	ag, err := agent.New(agent.Options{Dir: dir, Peers: []string{t.TempDir()}, KeyFile: keyFile, Interval: time.Hour, Settle: 20 * time.Millisecond})
+	ag, err := New(Options{Dir: dir, Peers: []string{t.TempDir()}, KeyFile: keyFile, Interval: time.Hour, Settle: 20 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -398,7 +435,7 @@ func waitUntil(t *testing.T, what string, cond func() bool) {
 	}
 }
 
-func TestReadLineBound(t *testing.T) {
+func TestTUIReadLineBound(t *testing.T) {
 	long := strings.Repeat("x", 100) + "\n" + "short\n"
 	br := bufio.NewReaderSize(strings.NewReader(long), 16)
 	if _, err := readLine(br, 50); err == nil {
@@ -413,7 +450,7 @@ func TestReadLineBound(t *testing.T) {
 	}
 }
 
-func TestParseStatus(t *testing.T) {
+func TestTUIParseStatus(t *testing.T) {
 	if _, err := parseStatus([]byte(`{"error":"unknown op \"x\""}`)); err == nil || !strings.Contains(err.Error(), "unknown op") {
 		t.Errorf("agent error: %v", err)
 	}
