@@ -67,6 +67,7 @@ type ExportedBundle struct {
 	Size      int64     `json:"size"`
 	CreatedAt time.Time `json:"created_at"`
 	EventIDs  []string  `json:"event_ids"`
+	Full      bool      `json:"full,omitempty"` // carries the backpack's files
 }
 
 // NewLedger returns an empty ledger.
@@ -135,4 +136,15 @@ func (f *FolderState) seenKeys() []string {
 	}
 	sort.Strings(keys)
 	return keys
+}
+
+// hasFull reports whether one of our bundles present is a full-history
+// bundle.
+func (f *FolderState) hasFull() bool {
+	for _, e := range f.Exported {
+		if e.Full {
+			return true
+		}
+	}
+	return false
 }

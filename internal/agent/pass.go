@@ -208,6 +208,12 @@ func (a *Agent) passFolder(ctx context.Context, b *store.Backpack, key bplog.Pri
 			p.st.LastContact = p.front.UpdatedAt
 			if k, ok := reg.Key(p.dev.KeyID); ok && k.Status != bplog.StatusRevoked {
 				p.st.Trusted = true
+			} else if sk, _ := b.SeenKey(p.dev.KeyID); sk == nil {
+				// Its signed frontier proves it holds the key: a person
+				// may now trust it by key id (`backpack trust DIR KEYID`).
+				if _, err := b.NoteSeenKeys([]store.SeenOffer{{Public: p.dev.Public, Sender: true}}, dir); err != nil {
+					a.noteError(dir, err)
+				}
 			}
 		}
 		n, err := a.importFrom(ctx, b, fs, dir, p)
@@ -266,7 +272,10 @@ func (a *Agent) passFolder(ctx context.Context, b *store.Backpack, key bplog.Pri
 	out := 0
 	if len(lists) > 0 {
 		ids := exportIDs(order, lists, fs.carried())
-		if len(ids) > 0 {
+		// A device that holds nothing (one joining from this folder)
+		// needs a full-history bundle: genesis, keys.json, policies.
+		// Our bundles present carry events, not those files.
+		if len(ids) > 0 || (needsFull(basis) && !fs.hasFull()) {
 			if err := a.export(b, key, fs, mine, ids, lineOf, ours, exportBasis(basis)); err != nil {
 				return nil, in, 0, err
 			}
@@ -289,7 +298,7 @@ func (a *Agent) passFolder(ctx context.Context, b *store.Backpack, key bplog.Pri
 	if a.opts.KeepBundles == "auto" {
 		kept := fs.Exported[:0]
 		for _, e := range fs.Exported {
-			if removable(e.EventIDs, deltas) {
+			if removable(e.EventIDs, deltas) && !(e.Full && needsFull(basis)) {
 				if err := os.Remove(filepath.Join(mine, "bundles", e.Name)); err != nil && !errors.Is(err, os.ErrNotExist) {
 					return nil, in, out, err
 				}
@@ -440,28 +449,29 @@ func (a *Agent) syncExported(fs *FolderState, mine string) error {
 		if known[name] {
 			continue
 		}
-		ids, size, err := bundleIDs(filepath.Join(mine, "bundles", name))
+		ids, size, full, err := bundleIDs(filepath.Join(mine, "bundles", name))
 		if err != nil {
 			a.noteError(name, err)
 			continue
 		}
 		seq, _ := ParseBundleName(name)
-		fs.Exported = append(fs.Exported, &ExportedBundle{Name: name, Seq: seq, Size: size, EventIDs: ids})
+		fs.Exported = append(fs.Exported, &ExportedBundle{Name: name, Seq: seq, Size: size, EventIDs: ids, Full: full})
 	}
 	sort.Slice(fs.Exported, func(i, j int) bool { return fs.Exported[i].Seq < fs.Exported[j].Seq })
 	return nil
 }
 
-// bundleIDs returns the event ids a bundle file carries.
-func bundleIDs(path string) ([]string, int64, error) {
+// bundleIDs returns the event ids a bundle file carries, its size, and
+// whether it is a full-history bundle (one a new device can join from).
+func bundleIDs(path string) ([]string, int64, bool, error) {
 	f, err := os.Open(path)
 	if err != nil {
-		return nil, 0, err
+		return nil, 0, false, err
 	}
 	defer f.Close()
 	bd, err := bundles.Decode(f, bundles.Limits{})
 	if err != nil {
-		return nil, 0, err
+		return nil, 0, false, err
 	}
 	var ids []string
 	for _, l := range bd.Events {
@@ -471,9 +481,9 @@ func bundleIDs(path string) ([]string, int64, error) {
 	}
 	st, err := f.Stat()
 	if err != nil {
-		return nil, 0, err
+		return nil, 0, false, err
 	}
-	return ids, st.Size(), nil
+	return ids, st.Size(), bd.Header.Full() && bd.Header.Files != nil, nil
 }
 
 // export writes one bundle with the events ids into our bundles dir.
@@ -501,7 +511,7 @@ func (a *Agent) export(b *store.Backpack, key bplog.PrivateKey, fs *FolderState,
 	}
 	fs.NextSeq = seq + 1
 	fs.BundlesOut++
-	fs.Exported = append(fs.Exported, &ExportedBundle{Name: name, Seq: seq, Size: int64(buf.Len()), CreatedAt: now.UTC(), EventIDs: ids})
+	fs.Exported = append(fs.Exported, &ExportedBundle{Name: name, Seq: seq, Size: int64(buf.Len()), CreatedAt: now.UTC(), EventIDs: ids, Full: h.Full()})
 	a.tp.BundlesOut++
 	a.log.Info("exported", "bundle", filepath.Join(mine, "bundles", name), "events", len(ids))
 	return nil

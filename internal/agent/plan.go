@@ -70,3 +70,13 @@ func weLack(ours, theirs bplog.Frontier) int64 {
 	}
 	return n
 }
+
+// needsFull reports whether some device heard from holds nothing.
+func needsFull(peers []bplog.Frontier) bool {
+	for _, f := range peers {
+		if len(f) == 0 {
+			return true
+		}
+	}
+	return false
+}

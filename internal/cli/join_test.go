@@ -234,8 +234,8 @@ func TestJoinRefuses(t *testing.T) {
 	}
 	peer := filepath.Join(base, "peer")
 	os.MkdirAll(peer, 0o755)
-	if out, code := run(t, "", "join", peer, filepath.Join(base, "x")); code != cli.ExitError || !strings.Contains(out, "not supported yet") {
-		t.Errorf("join from a folder: %d %s", code, out)
+	if out, code := run(t, "", "join", peer, filepath.Join(base, "x")); code != cli.ExitError || !strings.Contains(out, "holds no backpack") {
+		t.Errorf("join from an empty folder: %d %s", code, out)
 	}
 	if _, err := os.Stat(filepath.Join(base, "x")); err == nil {
 		t.Error("a refused join left NEWDIR behind")

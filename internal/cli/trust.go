@@ -11,6 +11,7 @@ import (
 	"strings"
 
 	"github.com/backpack-field/backpack/bundles"
+	"github.com/backpack-field/backpack/internal/agent"
 	"github.com/backpack-field/backpack/internal/canon"
 	"github.com/backpack-field/backpack/internal/store"
 	bplog "github.com/backpack-field/backpack/log"
@@ -19,10 +20,14 @@ import (
 func runJoin(e *env, args []string) error {
 	fs := newFlags(e, "join", "SRC NEWDIR [flags]", `Make NEWDIR a new device of the backpack in SRC: a copy of it with a new
 device key of its own (kept outside the backpack). SRC is a backpack
-directory or a full-history bundle (`+"`backpack export DIR -o FILE`"+` without
---since), which carries the backpack's genesis, keys.json and policies;
-its events are checked against that keys.json as any import, and its
-sender must be one of those keys. It prints the key id and a fingerprint.
+directory, a full-history bundle (`+"`backpack export DIR -o FILE`"+` without
+--since), which carries the backpack's genesis, keys.json and policies,
+or a peer folder the devices' agents sync through (it joins from a
+full-history bundle there and imports every other bundle; with --wait, if
+there is none, it announces the new device in the folder and waits for
+an agent to export one). Events are checked against the carried
+keys.json as any import, and a bundle's sender must be one of those
+keys. It prints the key id and a fingerprint.
 On a device that is already trusted, compare the fingerprint with the
 person who joined, then run `+"`backpack trust DIR KEYID`"+` there (once it has
 imported a bundle from the new device) or `+"`backpack trust DIR NEWDIR/identity/keys.json --key-id KEYID`"+`;
@@ -30,6 +35,8 @@ until then the new device's events wait in the other devices' quarantine.`)
 	actor := fs.String("actor", "", "actor label the new device writes as")
 	key := fs.String("key", "", "where to write the new device's key file")
 	asJSON := fs.Bool("json", false, "print the result as JSON")
+	uid := fs.String("uid", "", "with a peer folder holding several backpacks: which one")
+	wait := fs.Duration("wait", 0, "with a peer folder holding no full-history bundle: announce this device there and wait this long for the other devices' agents to export one")
 	src, newDir, err := twoPositionals(fs, args, "SRC and NEWDIR")
 	if err != nil {
 		return err
@@ -40,11 +47,19 @@ until then the new device's events wait in the other devices' quarantine.`)
 		return err
 	}
 	var res *store.JoinResult
+	fromFolder := false
 	if st.IsDir() {
 		if _, err := store.ReadGenesis(src); errors.Is(err, store.ErrNotBackpack) {
-			return fmt.Errorf("%s is a directory but not a backpack (no %s); joining from a peer folder is not supported yet: %w", src, store.GenesisPath, errors.ErrUnsupported)
+			// A peer folder the devices' agents sync through.
+			fromFolder = true
+			res, err = agent.JoinFolder(e.ctx, src, newDir, agent.JoinFolderOptions{
+				UID: *uid, Actor: *actor, KeyFile: *key, Wait: *wait, Logger: e.logger()})
+			if err != nil {
+				return err
+			}
+		} else {
+			res, err = store.Join(e.ctx, src, newDir, opts)
 		}
-		res, err = store.Join(e.ctx, src, newDir, opts)
 	} else {
 		res, err = joinFromBundle(e, src, newDir, opts)
 	}
@@ -55,7 +70,7 @@ until then the new device's events wait in the other devices' quarantine.`)
 		return writeJSON(e.stdout, res)
 	}
 	fmt.Fprintf(e.stdout, "joined backpack %s as a new device in %s\n", res.UID, res.Dir)
-	if !st.IsDir() {
+	if !st.IsDir() || fromFolder {
 		fmt.Fprintf(e.stdout, "  events       %d imported from %s", res.Imported, src)
 		if res.Held > 0 {
 			fmt.Fprintf(e.stdout, ", %d held back (see backpack quarantine)", res.Held)

@@ -170,6 +170,9 @@ func Fingerprint(keyID string) string {
 type JoinOptions struct {
 	Actor   string // label the new device writes as (default backpack_<key hex>)
 	KeyFile string // where its key goes (default in KeyDir, named by uid and key id)
+	// Key is the new device's key when it already has one (a device that
+	// announced itself in a peer folder before joining); nil makes one.
+	Key *bplog.PrivateKey
 }
 
 // JoinResult says what Join made.
@@ -222,9 +225,14 @@ func Join(ctx context.Context, src, newDir string, opts JoinOptions) (*JoinResul
 // copy's keys.json (so its own events verify locally) and binds the key
 // file to the replica.
 func newDevice(uid, abs string, opts JoinOptions) (*JoinResult, error) {
-	key, err := bplog.GenerateKey(rand.Reader)
-	if err != nil {
-		return nil, err
+	var key bplog.PrivateKey
+	if opts.Key != nil {
+		key = *opts.Key
+	} else {
+		var err error
+		if key, err = bplog.GenerateKey(rand.Reader); err != nil {
+			return nil, err
+		}
 	}
 	if opts.Actor == "" {
 		opts.Actor = "backpack_" + strings.TrimPrefix(key.ID, bplog.KeyIDPrefix)
