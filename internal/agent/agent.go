@@ -12,6 +12,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/backpack-field/backpack/internal/status"
 	"github.com/backpack-field/backpack/internal/store"
 	"github.com/backpack-field/backpack/watcher"
 )
@@ -52,7 +53,7 @@ type Agent struct {
 	peers  []string // absolute peer roots
 	w      *watcher.Watcher
 
-	status atomic.Pointer[Status]
+	status atomic.Pointer[status.Status]
 	syncCh chan struct{} // one slot: "sync now" requests
 
 	// progMu guards progLogged.
@@ -74,10 +75,10 @@ type Agent struct {
 	started      time.Time
 	passes       int64
 	waiting      string
-	errs         []ErrorEntry
+	errs         []status.ErrorEntry
 	folderErr    map[string]string
-	peerStat     []PeerStatus
-	tp           Throughput
+	peerStat     []status.PeerStatus
+	tp           status.Throughput
 	recent       []moved
 }
 
@@ -134,7 +135,7 @@ func New(opts Options) (*Agent, error) {
 }
 
 // Status returns the latest status (nil before the first one).
-func (a *Agent) Status() *Status { return a.status.Load() }
+func (a *Agent) Status() *status.Status { return a.status.Load() }
 
 // SyncNow asks for a pass (and a rescan of every folder) without waiting.
 func (a *Agent) SyncNow() {
@@ -308,7 +309,7 @@ func within(path, dir string) bool {
 // noteError records a problem in the bounded list of recent errors.
 func (a *Agent) noteError(where string, err error) {
 	a.log.Warn("problem", "where", where, "err", err)
-	a.errs = append(a.errs, ErrorEntry{At: time.Now().UTC(), Where: where, Message: err.Error()})
+	a.errs = append(a.errs, status.ErrorEntry{At: time.Now().UTC(), Where: where, Message: err.Error()})
 	if len(a.errs) > maxErrors {
 		a.errs = a.errs[len(a.errs)-maxErrors:]
 	}

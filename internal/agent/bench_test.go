@@ -19,6 +19,7 @@ import (
 	"github.com/backpack-field/backpack/internal/canon"
 	"github.com/backpack-field/backpack/internal/gen"
 	"github.com/backpack-field/backpack/internal/pytime"
+	"github.com/backpack-field/backpack/internal/status"
 	"github.com/backpack-field/backpack/internal/store"
 	bplog "github.com/backpack-field/backpack/log"
 )
@@ -158,7 +159,7 @@ func benchAgent(b *testing.B, events int) (*sender, string, func()) {
 	done := make(chan error, 1)
 	go func() { done <- a.Run(ctx) }()
 	sock := agent.SocketPath(dev)
-	waitStatus(b, sock, func(st *agent.Status) bool { return st.Agent.Passes > 0 })
+	waitStatus(b, sock, func(st *status.Status) bool { return st.Agent.Passes > 0 })
 	return s, sock, func() {
 		cancel()
 		if err := <-done; err != nil {
@@ -177,7 +178,7 @@ func mustUID(b *testing.B, dir string) string {
 
 // waitStatus polls the agent's socket until cond holds and returns that
 // status.
-func waitStatus(b *testing.B, sock string, cond func(*agent.Status) bool) *agent.Status {
+func waitStatus(b *testing.B, sock string, cond func(*status.Status) bool) *status.Status {
 	b.Helper()
 	deadline := time.Now().Add(5 * time.Minute)
 	for {
@@ -198,7 +199,7 @@ func waitStatus(b *testing.B, sock string, cond func(*agent.Status) bool) *agent
 func BenchmarkAgentLatency100k(b *testing.B) {
 	s, sock, stop := benchAgent(b, 100000)
 	defer stop()
-	events := waitStatus(b, sock, func(*agent.Status) bool { return true }).Backpack.Events
+	events := waitStatus(b, sock, func(*status.Status) bool { return true }).Backpack.Events
 	var lat []time.Duration
 	for b.Loop() {
 		b.StopTimer()
@@ -207,7 +208,7 @@ func BenchmarkAgentLatency100k(b *testing.B) {
 		t0 := time.Now()
 		s.drop(data)
 		want := events + 100
-		waitStatus(b, sock, func(st *agent.Status) bool { return st.Backpack.Events >= want })
+		waitStatus(b, sock, func(st *status.Status) bool { return st.Backpack.Events >= want })
 		lat = append(lat, time.Since(t0))
 		events = want
 	}
@@ -224,7 +225,7 @@ func BenchmarkAgentSustained100k(b *testing.B) {
 	s, sock, stop := benchAgent(b, 100000)
 	defer stop()
 	const bundlesPerRound = 20
-	events := waitStatus(b, sock, func(*agent.Status) bool { return true }).Backpack.Events
+	events := waitStatus(b, sock, func(*status.Status) bool { return true }).Backpack.Events
 	var total time.Duration
 	n := 0
 	for b.Loop() {
@@ -239,7 +240,7 @@ func BenchmarkAgentSustained100k(b *testing.B) {
 			s.drop(d)
 		}
 		want := events + 100*bundlesPerRound
-		waitStatus(b, sock, func(st *agent.Status) bool { return st.Backpack.Events >= want })
+		waitStatus(b, sock, func(st *status.Status) bool { return st.Backpack.Events >= want })
 		total += time.Since(t0)
 		events = want
 		n += 100 * bundlesPerRound

@@ -25,8 +25,18 @@
 //
 // # Status
 //
-// After every pass the agent publishes a Status (backpack, device,
+// After every pass the agent publishes a status.Status (backpack, device,
 // folders, peers, held events, errors, throughput and a one-line
 // verdict), writes it to agent/status.json in the device directory, and
 // serves it on agent/agent.sock as newline-delimited JSON.
+//
+// # The terminal screen
+//
+// Package tui renders; it reads nothing itself. NewTUISource is its
+// tui.Source: the running agent's status stream over the socket, the
+// offline status, and the details it shows (forks with both signed
+// events, held events, untrusted keys, recent events, the reducer state)
+// from a read-only open of the backpack; trusting a key opens it for
+// writing. RunTUI builds that source and runs the screen; `backpack tui`
+// calls it.
 package agent

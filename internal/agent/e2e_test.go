@@ -12,7 +12,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/backpack-field/backpack/internal/agent"
+	"github.com/backpack-field/backpack/internal/status"
 )
 
 // bin is the backpack binary TestMain builds.
@@ -106,10 +106,10 @@ func (d *device) mustLocked(args ...string) string {
 	}
 }
 
-func (d *device) status() *agent.Status {
+func (d *device) status() *status.Status {
 	d.t.Helper()
 	out := d.must("status", d.dir, "--json")
-	s := &agent.Status{}
+	s := &status.Status{}
 	if err := json.Unmarshal([]byte(out), s); err != nil {
 		d.t.Fatalf("%s: status: %v\n%s", d.name, err, out)
 	}
@@ -210,7 +210,7 @@ func TestThreeDevices(t *testing.T) {
 	}
 	devs := []*device{a, b, c}
 	converged := func() bool {
-		var ss []*agent.Status
+		var ss []*status.Status
 		for _, d := range devs {
 			ss = append(ss, d.status())
 		}

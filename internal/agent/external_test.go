@@ -15,6 +15,7 @@ import (
 	"github.com/backpack-field/backpack/internal/agent"
 	"github.com/backpack-field/backpack/internal/canon"
 	"github.com/backpack-field/backpack/internal/pytime"
+	"github.com/backpack-field/backpack/internal/status"
 	"github.com/backpack-field/backpack/internal/store"
 	bplog "github.com/backpack-field/backpack/log"
 )
@@ -112,7 +113,7 @@ func TestExternalAppend(t *testing.T) {
 	go func() {
 		dec := json.NewDecoder(conn)
 		for {
-			var s agent.Status
+			var s status.Status
 			if dec.Decode(&s) != nil {
 				close(updates)
 				return

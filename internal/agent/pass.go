@@ -16,6 +16,7 @@ import (
 
 	"github.com/backpack-field/backpack/bundles"
 	"github.com/backpack-field/backpack/internal/pytime"
+	"github.com/backpack-field/backpack/internal/status"
 	"github.com/backpack-field/backpack/internal/store"
 	bplog "github.com/backpack-field/backpack/log"
 )
@@ -51,7 +52,7 @@ func (a *Agent) pass(ctx context.Context) (err error) {
 	}
 	a.keyID = key.ID
 	t0 := time.Now()
-	var peers []PeerStatus
+	var peers []status.PeerStatus
 	in, out := 0, 0
 	for _, root := range a.peers {
 		ps, n, m, err := a.passFolder(ctx, b, key, root)
@@ -164,13 +165,13 @@ type peerDev struct {
 	name  string
 	dev   *Device
 	front *PeerFrontier
-	st    PeerStatus
+	st    status.PeerStatus
 }
 
 // passFolder syncs one peer folder: import, export, frontier, cleanup. It
 // returns the status of the devices heard from and the events imported
 // and exported.
-func (a *Agent) passFolder(ctx context.Context, b *store.Backpack, key bplog.PrivateKey, root string) ([]PeerStatus, int, int, error) {
+func (a *Agent) passFolder(ctx context.Context, b *store.Backpack, key bplog.PrivateKey, root string) ([]status.PeerStatus, int, int, error) {
 	if st, err := os.Stat(root); err != nil || !st.IsDir() {
 		return nil, 0, 0, fmt.Errorf("peer folder %s is not reachable", root)
 	}
@@ -197,7 +198,7 @@ func (a *Agent) passFolder(ctx context.Context, b *store.Backpack, key bplog.Pri
 		if !e.IsDir() || e.Name() == key.ID || e.Name()[0] == '.' {
 			continue
 		}
-		p := &peerDev{name: e.Name(), st: PeerStatus{KeyID: e.Name(), Folder: root}}
+		p := &peerDev{name: e.Name(), st: status.PeerStatus{KeyID: e.Name(), Folder: root}}
 		peers = append(peers, p)
 		dir := filepath.Join(bd, e.Name())
 		if err := p.read(dir, a.uid); err != nil {
@@ -308,7 +309,7 @@ func (a *Agent) passFolder(ctx context.Context, b *store.Backpack, key bplog.Pri
 		}
 		fs.Exported = kept
 	}
-	var st []PeerStatus
+	var st []status.PeerStatus
 	for _, p := range peers {
 		p.st.BundlesOut = fs.BundlesOut
 		st = append(st, p.st)

@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"net"
 	"os"
@@ -12,6 +11,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/backpack-field/backpack/internal/status"
 	"github.com/backpack-field/backpack/internal/store"
 )
 
@@ -19,8 +19,10 @@ import (
 // Linux (sun_path is 108 bytes with its NUL).
 const maxSocketPath = 107
 
-// ErrNoAgent is returned by Query when no agent answers on the socket.
-var ErrNoAgent = errors.New("agent: no agent running")
+// ErrNoAgent is status.ErrNoAgent, returned by Query when no agent
+// answers on the socket. It stays here for fusefs, which checks it under
+// this name.
+var ErrNoAgent = status.ErrNoAgent
 
 // listen opens the agent's socket, replacing a stale one (the caller holds
 // agent.lock, so no live agent uses it).
@@ -153,7 +155,7 @@ func (a *Agent) subscribe(ctx context.Context, c net.Conn, enc *json.Encoder) {
 func (a *Agent) onProgress(p store.Progress) {
 	if prev := a.status.Load(); prev != nil {
 		s := *prev
-		s.Agent.Progress = &ProgressStatus{Source: p.Source, Phase: p.Phase, Done: p.Done, Total: p.Total}
+		s.Agent.Progress = &status.ProgressStatus{Source: p.Source, Phase: p.Phase, Done: p.Done, Total: p.Total}
 		a.status.Store(&s)
 		a.notify()
 	}
@@ -170,7 +172,7 @@ func (a *Agent) onProgress(p store.Progress) {
 
 // publish makes s the current status: stored, written to status.json and
 // announced to subscribers without blocking.
-func (a *Agent) publish(s *Status) {
+func (a *Agent) publish(s *status.Status) {
 	a.status.Store(s)
 	a.saveStatus(s)
 	a.notify()
@@ -188,7 +190,7 @@ func (a *Agent) notify() {
 	a.subMu.Unlock()
 }
 
-func (a *Agent) saveStatus(s *Status) {
+func (a *Agent) saveStatus(s *status.Status) {
 	data, err := json.MarshalIndent(s, "", "  ")
 	if err == nil {
 		err = store.WriteFileAtomic(StatusPath(a.devDir), append(data, '\n'), 0o600)
@@ -200,16 +202,16 @@ func (a *Agent) saveStatus(s *Status) {
 
 // baseStatus is the current status with the agent's own sections
 // refreshed; the backpack sections stay as the last pass left them.
-func (a *Agent) baseStatus() *Status {
-	s := &Status{}
+func (a *Agent) baseStatus() *status.Status {
+	s := &status.Status{}
 	if old := a.status.Load(); old != nil {
 		*s = *old
 	}
-	s.Agent = AgentStatus{Running: true, PID: os.Getpid(), StartedAt: a.started.UTC(), Passes: a.passes, Waiting: a.waiting, LastPass: s.Agent.LastPass}
+	s.Agent = status.AgentStatus{Running: true, PID: os.Getpid(), StartedAt: a.started.UTC(), Passes: a.passes, Waiting: a.waiting, LastPass: s.Agent.LastPass}
 	s.Folders = nil
 	ws := a.w.Status()
 	for _, p := range a.peers {
-		fs := FolderStatus{Path: p, Mode: "starting", LastError: a.folderErr[p]}
+		fs := status.FolderStatus{Path: p, Mode: "starting", LastError: a.folderErr[p]}
 		bd := BackpackDir(p, a.uid)
 		for _, r := range ws {
 			if r.Root == bd {
@@ -222,7 +224,7 @@ func (a *Agent) baseStatus() *Status {
 		s.Folders = append(s.Folders, fs)
 	}
 	s.Peers = a.peerStat
-	s.Errors = append([]ErrorEntry(nil), a.errs...)
+	s.Errors = append([]status.ErrorEntry(nil), a.errs...)
 	s.Throughput = a.tp
 	s.Verdict = verdict(s)
 	return s
@@ -231,11 +233,11 @@ func (a *Agent) baseStatus() *Status {
 // Query sends one request ("status" or "sync") to the agent listening on
 // socket and returns its status (nil for "sync"). It returns ErrNoAgent
 // when nothing listens there.
-func Query(ctx context.Context, socket, op string) (*Status, error) {
+func Query(ctx context.Context, socket, op string) (*status.Status, error) {
 	d := net.Dialer{Timeout: 5 * time.Second}
 	c, err := d.DialContext(ctx, "unix", socket)
 	if err != nil {
-		return nil, fmt.Errorf("%w: %w", ErrNoAgent, err)
+		return nil, fmt.Errorf("%w: %w", status.ErrNoAgent, err)
 	}
 	defer c.Close()
 	c.SetDeadline(time.Now().Add(30 * time.Second))
@@ -249,7 +251,7 @@ func Query(ctx context.Context, socket, op string) (*Status, error) {
 	if op != "status" {
 		return nil, nil
 	}
-	s := &Status{}
+	s := &status.Status{}
 	if err := json.Unmarshal(line, s); err != nil {
 		return nil, err
 	}

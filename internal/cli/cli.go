@@ -146,6 +146,7 @@ func commands() []command {
 		{"fence", "create or check a fencing token (stale once the log advances)", runFence},
 		{"agent", "sync with other devices through peer folders, until stopped", runAgent},
 		{"status", "show sync status (from the running agent, or the backpack)", runStatus},
+		{"tui", "watch sync status, forks and held events on a terminal screen", runTUI},
 		{"mount", "show the backpack as a folder (FUSE) that follows it and takes checked writes", runMount},
 		{"demo", "run a field scenario in a temporary directory", runDemo},
 	}

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"github.com/backpack-field/backpack/internal/agent"
+	"github.com/backpack-field/backpack/internal/status"
 	"io"
 	"os"
 	"path/filepath"
@@ -306,7 +307,7 @@ func (d *demoRun) agents(tmp, north, tablet, truck string) error {
 		var hashes []string
 		for _, dev := range devs {
 			out, code := d.capture("status", dev.dir, "--json")
-			var st agent.Status
+			var st status.Status
 			if code == ExitOK && json.Unmarshal([]byte(out), &st) == nil {
 				hashes = append(hashes, fmt.Sprintf("%d/%s", st.Backpack.Events, st.Backpack.StateHash))
 			}

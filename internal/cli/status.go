@@ -6,6 +6,7 @@ import (
 	"strings"
 
 	"github.com/backpack-field/backpack/internal/agent"
+	"github.com/backpack-field/backpack/internal/status"
 	"github.com/backpack-field/backpack/internal/store"
 )
 
@@ -28,7 +29,7 @@ the backpack and what the last agent recorded (and said so). Exit 0.`)
 		return err
 	}
 	s, err := agent.Query(e.ctx, agent.SocketPath(dev), "status")
-	if errors.Is(err, agent.ErrNoAgent) || (err == nil && s == nil) {
+	if errors.Is(err, status.ErrNoAgent) || (err == nil && s == nil) {
 		s, err = agent.OfflineStatus(e.ctx, dir, *key)
 	}
 	if err != nil {
@@ -41,7 +42,7 @@ the backpack and what the last agent recorded (and said so). Exit 0.`)
 	return nil
 }
 
-func printStatus(e *env, s *agent.Status) {
+func printStatus(e *env, s *status.Status) {
 	w := e.stdout
 	fmt.Fprintf(w, "%s\n", s.Verdict)
 	if s.Agent.Running {
