@@ -53,6 +53,7 @@ var allowed = map[string][]string{
 	"internal/archtest":      {},
 	"lora":                   {},
 	"lora/internal/rnodesim": {"lora"},
+	"lora/radiosync":         {"internal/canon", "internal/store", "log", "lora"},
 	"watcher":                {},
 }
 
