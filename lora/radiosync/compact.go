@@ -88,8 +88,10 @@ func ActorHash(actor string) [4]byte {
 }
 
 // Dict is a raw zstd dictionary both ends of a link can rebuild from
-// their logs: the residuals of the events inside Cut, newest by
-// (timestamp_utc, event_id) last, trimmed to MaxDictSize.
+// their logs: the residuals of the events inside Cut, one per line,
+// newest by (timestamp_utc, event_id) last, then the distinct binary key
+// ids of those events in byte order, trimmed from the front to
+// MaxDictSize.
 type Dict struct {
 	Cut  []CutEntry
 	Data []byte
@@ -138,6 +140,20 @@ func BuildDict(events []*bplog.Event, cut []CutEntry) *Dict {
 	for i := len(parts) - 1; i >= 0; i-- {
 		data = append(data, parts[i]...)
 		data = append(data, '\n')
+	}
+	// The binary key ids of the cut's signers go last, where matches are
+	// cheapest: a lone event then pays a match, not 8 bytes, for its key.
+	var keys []string
+	seen := map[string]bool{}
+	for _, e := range in {
+		if kb, ok := keyBytes(e.KeyID); ok && !seen[e.KeyID] {
+			seen[e.KeyID] = true
+			keys = append(keys, string(kb))
+		}
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		data = append(data, k...)
 	}
 	if len(data) > MaxDictSize {
 		data = data[len(data)-MaxDictSize:]
