@@ -54,6 +54,7 @@ var allowed = map[string][]string{
 	"lora":                   {},
 	"lora/internal/rnodesim": {"lora"},
 	"lora/radiosync":         {"internal/canon", "internal/store", "log", "lora"},
+	"lora/radiosim":          {"internal/canon", "internal/store", "lora", "lora/radiosync"},
 	"watcher":                {},
 }
 
