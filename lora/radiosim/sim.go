@@ -65,8 +65,10 @@ type Config struct {
 	// Until bounds the simulated time (default 7 days).
 	Until time.Duration
 	// After keeps the simulation running this long after convergence, to
-	// measure what in-sync devices send (default 0: stop at once).
-	After time.Duration
+	// measure what in-sync devices send (default 0: stop at once); frames
+	// in the first Settle of it (the last ACKs and frontiers) are not
+	// counted.
+	After, Settle time.Duration
 	// Node configures every device's protocol (Params and Region are
 	// taken from above).
 	Node radiosync.Options
@@ -110,9 +112,11 @@ type Report struct {
 	Frames  int
 	Bytes   int
 	Airtime time.Duration
-	// In-sync traffic during Config.After.
+	// In-sync traffic during Config.After (after Config.Settle), and how
+	// many of those frames were hellos.
 	AfterFrames int
 	AfterBytes  int
+	AfterHellos int
 }
 
 // Start is the simulated clock's origin.
@@ -424,8 +428,13 @@ func (s *Sim) transmit(dev int, f []byte) time.Duration {
 	d.rep.BytesOut += len(f)
 	d.rep.Airtime += air
 	if s.rep.Converged {
-		s.rep.AfterFrames++
-		s.rep.AfterBytes += len(f)
+		if s.Now() >= s.rep.ConvergedAt+s.cfg.Settle {
+			s.rep.AfterFrames++
+			s.rep.AfterBytes += len(f)
+			if radiosync.IsHello(f) {
+				s.rep.AfterHellos++
+			}
+		}
 	} else {
 		s.rep.Frames++
 		s.rep.Bytes += len(f)
@@ -539,7 +548,7 @@ func (s *Sim) Run(ctx context.Context) (*Report, error) {
 			if s.converged() {
 				s.rep.Converged = true
 				s.rep.ConvergedAt = s.Now()
-				stopAt = s.now.Add(s.cfg.After)
+				stopAt = s.now.Add(s.cfg.Settle + s.cfg.After)
 				if s.cfg.After == 0 {
 					break
 				}

@@ -53,3 +53,64 @@ func TestLineWithLossConvergesWithFork(t *testing.T) {
 		}
 	}
 }
+
+func TestLineForkIsRecorded(t *testing.T) {
+	s, rep := run(t, radiosim.Config{Devices: 3, Seed: 2, Line: true, Loss: 0.2, Offline: 5, Fork: []int{2, 0}})
+	if !rep.Converged || !rep.SameState {
+		t.Fatalf("converged %v, same state %v", rep.Converged, rep.SameState)
+	}
+	for i := range 3 {
+		forks, err := s.Backpack(i).ForkRecords()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(forks) == 0 {
+			t.Errorf("device %d recorded no fork", i)
+		}
+	}
+}
+
+func TestInSyncDevicesOnlySayHello(t *testing.T) {
+	const after = 3 * time.Hour
+	_, rep := run(t, radiosim.Config{Devices: 2, Seed: 3, Offline: 2, Settle: time.Hour, After: after})
+	if !rep.Converged || !rep.SameState {
+		t.Fatalf("converged %v, same state %v", rep.Converged, rep.SameState)
+	}
+	// Default hello interval 10 min: at most 19 hellos each in 3 h (one
+	// more for the phase), each 14 bytes plus one 10-byte tag per peer.
+	if max := 2 * (int(after/(10*time.Minute)) + 1); rep.AfterFrames > max {
+		t.Errorf("two in-sync devices sent %d frames in %v; at most %d hellos expected", rep.AfterFrames, after, max)
+	}
+	if rep.AfterFrames == 0 || rep.AfterHellos != rep.AfterFrames || rep.AfterBytes != rep.AfterFrames*24 {
+		t.Errorf("in sync: %d frames, %d bytes; want only 24-byte hellos", rep.AfterFrames, rep.AfterBytes)
+	}
+}
+
+func TestDeviceAwayForAWeekCatchesUp(t *testing.T) {
+	week := 7 * 24 * time.Hour
+	var writes []radiosim.Write
+	for at := time.Hour; at < week; at += 3 * time.Hour {
+		writes = append(writes, radiosim.Write{At: at, Device: 0}, radiosim.Write{At: at + 90*time.Minute, Device: 1})
+	}
+	writes = append(writes, radiosim.Write{At: 3 * 24 * time.Hour, Device: 2})
+	_, rep := run(t, radiosim.Config{
+		Devices: 3, Seed: 4, Loss: 0.1, Writes: writes, Until: week + 2*24*time.Hour,
+		Partitions: []radiosim.Partition{{From: 0, To: week, Groups: [][]int{{0, 1}, {2}}}},
+	})
+	if !rep.Converged || !rep.SameState {
+		t.Fatalf("converged %v, same state %v", rep.Converged, rep.SameState)
+	}
+	if rep.ConvergedAt < week {
+		t.Errorf("converged at %v, before the partition ended", rep.ConvergedAt)
+	}
+	t.Logf("caught up %v after the week", rep.ConvergedAt-week)
+}
+
+func TestDeterministic(t *testing.T) {
+	cfg := radiosim.Config{Devices: 3, Seed: 5, Line: true, Loss: 0.2, Reorder: 0.1, Duplicate: 0.1, Offline: 4}
+	_, a := run(t, cfg)
+	_, b := run(t, cfg)
+	if a.Converged != b.Converged || a.Frames != b.Frames || a.ConvergedAt != b.ConvergedAt {
+		t.Errorf("same seed, two runs: %v/%d frames/%v vs %v/%d frames/%v", a.Converged, a.Frames, a.ConvergedAt, b.Converged, b.Frames, b.ConvergedAt)
+	}
+}

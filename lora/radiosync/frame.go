@@ -232,3 +232,6 @@ func helloTagsFor(f []byte, me hint) (head []byte, tags [][]byte, digest [digest
 }
 
 func appendUvarint(b []byte, v uint64) []byte { return binary.AppendUvarint(b, v) }
+
+// IsHello reports whether f is a HELLO frame (for counting traffic).
+func IsHello(f []byte) bool { return len(f) > 0 && f[0] == version<<4|typeHello }
