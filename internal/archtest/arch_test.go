@@ -47,7 +47,7 @@ var allowed = map[string][]string{
 	"internal/check":         {"internal/scan", "internal/store", "log", "merkle", "reducer"},
 	"internal/gen":           {"internal/canon", "internal/pytime", "internal/store", "log"},
 	"internal/agent":         {"bundles", "internal/canon", "internal/pytime", "internal/store", "log", "watcher"},
-	"internal/cli":           {"bundles", "internal/agent", "internal/canon", "internal/check", "internal/pytime", "internal/scan", "internal/store", "log", "reducer"},
+	"internal/cli":           {"bundles", "internal/agent", "internal/canon", "internal/check", "internal/pytime", "internal/scan", "internal/store", "log", "lora", "lora/radiosim", "reducer"},
 	"bundles":                {"internal/canon", "log"},
 	"cmd/backpack":           {"internal/cli"},
 	"internal/archtest":      {},

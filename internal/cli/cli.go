@@ -141,6 +141,7 @@ func commands() []command {
 		{"agent", "sync with other devices through peer folders, until stopped", runAgent},
 		{"status", "show sync status (from the running agent, or the backpack)", runStatus},
 		{"demo", "run a field scenario in a temporary directory", runDemo},
+		{"sim", "simulate devices syncing over LoRa radios (virtual time, seeded)", runSim},
 	}
 }
 

@@ -98,6 +98,10 @@ type DeviceReport struct {
 	Airtime   time.Duration
 	FramesIn  int // frames that reached it
 	Lost      int // frames to it lost on the air (or while it sent)
+	// MaxWindowAirtime is the most airtime the device used in any window
+	// of its region (checked over every transmission; must stay within
+	// the allowance).
+	MaxWindowAirtime time.Duration
 }
 
 // Report is the result of a simulation.
@@ -130,7 +134,12 @@ type device struct {
 	busy     time.Time // transmitting until
 	seq      uint64
 	rep      DeviceReport
-	frontier [32]byte
+	txs      []txRec
+}
+
+type txRec struct {
+	start time.Time
+	air   time.Duration
 }
 
 type eventKind int
@@ -427,6 +436,7 @@ func (s *Sim) transmit(dev int, f []byte) time.Duration {
 	d.rep.FramesOut++
 	d.rep.BytesOut += len(f)
 	d.rep.Airtime += air
+	d.txs = append(d.txs, txRec{s.now, air})
 	if s.rep.Converged {
 		if s.Now() >= s.rep.ConvergedAt+s.cfg.Settle {
 			s.rep.AfterFrames++
@@ -571,9 +581,30 @@ func (s *Sim) Run(ctx context.Context) (*Report, error) {
 		}
 		d.rep.StateHash = h
 		d.rep.Events = d.bp.Snapshot().EventCount
+		d.rep.MaxWindowAirtime = maxWindow(d.txs, s.cfg.Region.Window)
 		s.rep.SameState = s.rep.SameState && h == s.devs[0].rep.StateHash
 		s.rep.Devices = append(s.rep.Devices, d.rep)
 	}
 	r := s.rep
 	return &r, nil
+}
+
+// maxWindow is the largest sum of airtime of transmissions that end
+// within any window of length w (each window ending at a transmission's
+// end, where the sum peaks).
+func maxWindow(txs []txRec, w time.Duration) time.Duration {
+	if w <= 0 {
+		return 0
+	}
+	var best, sum time.Duration
+	j := 0
+	for i, t := range txs {
+		end := t.start.Add(t.air)
+		sum += t.air
+		for ; j <= i && !txs[j].start.Add(txs[j].air).After(end.Add(-w)); j++ {
+			sum -= txs[j].air
+		}
+		best = max(best, sum)
+	}
+	return best
 }

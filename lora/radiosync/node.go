@@ -42,16 +42,20 @@ type Options struct {
 	Region lora.Region
 	// MTU is the link's frame size (default lora.MaxPHYPayload).
 	MTU int
-	// HelloEvery is the interval between hellos (default 10 min); a hello
-	// follows sooner (HelloSoon, default 30 s) when the frontier changed.
+	// HelloEvery is the mean interval between hellos (default 10 min;
+	// each interval is drawn from 0.85 to 1.15 times it, so that devices
+	// do not stay in step); a hello follows sooner (HelloSoon, default
+	// 30 s) when the frontier changed.
 	HelloEvery, HelloSoon time.Duration
-	// FrontierEvery limits FRONTIER frames to one peer (default 2 min)
-	// unless the frontier changed.
+	// FrontierEvery limits FRONTIER frames to one peer (default 10 min);
+	// none goes to a peer while a batch from it is half received.
 	FrontierEvery time.Duration
 	// AckTimeout is how long a sender waits for an ACK after its last
 	// fragment before it sends that fragment again (default 5 min; the
-	// peer may itself wait for its duty cycle). After MaxRetries (default
-	// 6) the transfer and the plan for that peer are dropped.
+	// peer may itself wait for its duty cycle), doubling with each retry
+	// up to an hour. A retry counts only when the peer was not heard in
+	// the meantime; after MaxRetries (default 6) the transfer and the plan
+	// for that peer are dropped.
 	AckTimeout time.Duration
 	MaxRetries int
 	// BatchEvents is the most events in one batch (default 16).
@@ -81,7 +85,7 @@ func (o *Options) defaults() {
 	}
 	def(&o.HelloEvery, 10*time.Minute)
 	def(&o.HelloSoon, 30*time.Second)
-	def(&o.FrontierEvery, 2*time.Minute)
+	def(&o.FrontierEvery, 10*time.Minute)
 	def(&o.AckTimeout, 5*time.Minute)
 	def(&o.ResendAfter, 6*time.Hour)
 	def(&o.ReassemblyTimeout, time.Hour)
@@ -105,6 +109,7 @@ const (
 	maxRxPerPeer = 2
 	maxRx        = 8
 	maxFragments = 64
+	ackRequest   = 0x80 // in a DATA frame's fragment index: answer with an ACK
 	doneMemory   = 8 // completed transfers remembered per peer (to re-ACK)
 )
 
@@ -168,9 +173,10 @@ type peer struct {
 	done []byte // recently completed rx transfer ids
 }
 
+// batch is a run of events to send, by id (views are rebuilt as the log
+// grows, so indices would go stale).
 type batch struct {
 	class lora.Class
-	idx   []int // indices into the view's events, chain order
 	ids   []string
 }
 
@@ -180,8 +186,10 @@ type transfer struct {
 	frags   [][]byte // sealed-later frames, ready to queue
 	queued  int      // fragments still in the send queue
 	acked   []bool
-	retries int
+	retries int // timeouts with the peer silent
+	backoff int // timeouts in all: the wait doubles with each
 	due     time.Time // ACK deadline, zero while fragments are queued
+	sentAt  time.Time // when the last queued fragment left
 	noDict  bool
 }
 
@@ -217,8 +225,19 @@ func (n *Node) Start(now time.Time) {
 	}
 	// Spread the first hellos of devices over a tenth of the interval.
 	h := fnv.New64a()
-	h.Write([]byte(n.me.ID))
+	h.Write([]byte(n.st.Actor()))
 	n.hello = now.Add(time.Duration(h.Sum64() % uint64(n.o.HelloEvery/10+1)))
+}
+
+// jitterLocked returns d scaled by a factor in [0.85, 1.15) that differs
+// per device and per call (a hash of the actor and the counter), so that
+// devices started together do not stay in step and keep hiding each
+// other's hellos (a half-duplex radio is deaf while it sends).
+func (n *Node) jitterLocked(d time.Duration) time.Duration {
+	h := fnv.New64a()
+	fmt.Fprintf(h, "%s/%d", n.st.Actor(), n.ctr)
+	f := 0.85 + 0.3*float64(h.Sum64()>>11)/(1<<53)
+	return time.Duration(f * float64(d))
 }
 
 // Budget returns the Node's duty-cycle accountant.
@@ -254,7 +273,8 @@ func (n *Node) refreshPeersLocked() {
 		n.peers = append(n.peers, &peer{keyID: k.ID, pub: k.Public, hint: hintOf(k.Public), key: key,
 			delivered: map[string]time.Time{}, rx: map[byte]*reasm{}})
 	}
-	sort.Slice(n.peers, func(i, j int) bool { return n.peers[i].keyID < n.peers[j].keyID })
+	// Peers stay in keys.json order (not key order), so that a simulation
+	// with fresh keys behaves the same for a seed.
 }
 
 func (n *Node) viewLocked(ctx context.Context) (*logView, error) {
@@ -326,7 +346,7 @@ func (n *Node) Tick(ctx context.Context, now time.Time) {
 	defer n.mu.Unlock()
 	n.refreshPeersLocked()
 	if dig := n.digestLocked(); dig != n.helloAt {
-		if soon := now.Add(n.o.HelloSoon); soon.Before(n.hello) {
+		if soon := now.Add(n.jitterLocked(n.o.HelloSoon)); soon.Before(n.hello) {
 			n.hello = soon
 		}
 	}
@@ -338,13 +358,19 @@ func (n *Node) Tick(ctx context.Context, now time.Time) {
 			}
 		}
 		if t := p.tx; t != nil && !t.due.IsZero() && !now.Before(t.due) {
-			t.retries++
+			// A peer heard since the last fragment left is alive, only
+			// slow (its own duty cycle): that wait is no retry.
+			if !p.heard.After(t.sentAt) {
+				t.retries++
+			}
+			t.backoff = min(t.backoff+1, 8)
 			if t.retries > n.o.MaxRetries {
 				n.o.Logger.Info("radio: peer silent, transfer dropped", "peer", p.keyID)
 				n.stats.TransfersDropped++
 				p.tx, p.plan = nil, nil
 				continue
 			}
+			n.o.Logger.Debug("radio: ack timeout", "me", n.st.Actor(), "peer", p.keyID, "id", t.id, "retries", t.retries)
 			n.resendLocked(now, p, t, true)
 		}
 		if p.tx == nil && len(p.plan) > 0 {
@@ -354,18 +380,29 @@ func (n *Node) Tick(ctx context.Context, now time.Time) {
 }
 
 // resendLocked queues the fragments of t not yet acknowledged; with
-// lastOnly just the last of them (its arrival makes the peer ACK).
+// lastOnly just the last of them. The last fragment queued carries the
+// ACK request flag, so that the peer answers with its bitmap even when it
+// is not the transfer's final fragment.
 func (n *Node) resendLocked(now time.Time, p *peer, t *transfer, lastOnly bool) {
 	t.due = time.Time{}
+	last := -1
 	for i := len(t.frags) - 1; i >= 0; i-- {
-		if t.acked[i] {
+		if !t.acked[i] {
+			last = i
+			break
+		}
+	}
+	for i := range t.frags {
+		if t.acked[i] || (lastOnly && i != last) {
 			continue
 		}
-		if n.queueLocked(p, t.b.class, typeData, t.frags[i]) {
-			t.queued++
+		f := t.frags[i]
+		if i == last {
+			f = append([]byte(nil), f...)
+			f[1] |= ackRequest
 		}
-		if lastOnly {
-			break
+		if n.queueLocked(p, t.b.class, typeData, f) {
+			t.queued++
 		}
 	}
 	if t.queued == 0 {
@@ -391,7 +428,7 @@ func (n *Node) NextFrame(now time.Time) ([]byte, time.Duration) {
 			n.hello = now.Add(n.o.HelloEvery)
 		case w == 0:
 			n.ctr++
-			n.hello = now.Add(n.o.HelloEvery)
+			n.hello = now.Add(n.jitterLocked(n.o.HelloEvery))
 			n.helloAt = dig
 			n.stats.HellosSent++
 			return n.sentLocked(f), 0
@@ -459,7 +496,8 @@ func (n *Node) afterSendLocked(now time.Time, entry []byte) *peer {
 			if p.tx.queued == 0 {
 				// The last queued fragment leaves now: wait for its
 				// airtime and the ACK.
-				p.tx.due = now.Add(n.o.Params.Airtime(len(entry)) + n.o.AckTimeout)
+				p.tx.due = now.Add(n.o.Params.Airtime(len(entry)) + min(n.o.AckTimeout<<p.tx.backoff, time.Hour))
+				p.tx.sentAt = now
 			}
 		}
 		return p
@@ -557,8 +595,11 @@ func (n *Node) sendFrontierLocked(ctx context.Context, now time.Time, p *peer) {
 		n.o.Logger.Error("radio: read the log", "err", err)
 		return
 	}
-	if !p.frontierSent.IsZero() && now.Sub(p.frontierSent) < n.o.FrontierEvery && p.frontierDig == v.digest {
+	if !p.frontierSent.IsZero() && now.Sub(p.frontierSent) < n.o.FrontierEvery {
 		return
+	}
+	if len(p.rx) > 0 {
+		return // p is sending me a batch: it knows enough for now
 	}
 	body := encodeFrontier(v, n.o.MTU-headerSize-tagSize)
 	if n.queueLocked(p, lora.Own, typeFrontier, body) {
@@ -630,6 +671,7 @@ func (n *Node) planLocked(now time.Time, v *logView, p *peer) {
 				miss = append(miss, i)
 			}
 		}
+		n.o.Logger.Debug("radio: plan", "me", n.st.Actor(), "peer", p.keyID, "actor", a, "mine", len(v.chains[a]), "held", held, "missing", len(miss))
 		if len(miss) == 0 {
 			continue
 		}
@@ -651,7 +693,7 @@ func (n *Node) planLocked(now time.Time, v *logView, p *peer) {
 			if k > 0 {
 				class = lora.Backfill
 			}
-			b := &batch{class: class, idx: c}
+			b := &batch{class: class}
 			for _, i := range c {
 				b.ids = append(b.ids, v.events[i].ID)
 			}
@@ -718,9 +760,11 @@ func (n *Node) startTransferLocked(ctx context.Context, now time.Time, p *peer) 
 }
 
 func (n *Node) sendBatchLocked(now time.Time, v *logView, p *peer, b *batch, noDict bool) {
-	lines := make([][]byte, len(b.idx))
-	for i, x := range b.idx {
-		lines[i] = v.lines[x]
+	lines := make([][]byte, 0, len(b.ids))
+	for _, id := range b.ids {
+		if x, ok := v.at[id]; ok {
+			lines = append(lines, v.lines[x])
+		}
 	}
 	held := map[string]int{}
 	for h, e := range p.their {
@@ -728,10 +772,9 @@ func (n *Node) sendBatchLocked(now time.Time, v *logView, p *peer, b *batch, noD
 			held[a] = v.held(a, e)
 		}
 	}
+	// Only what its frontier shows counts as held: an event delivered
+	// earlier may wait there as pending, outside its log.
 	opts := EncodeOptions{Holds: func(actor, id string) bool {
-		if _, ok := p.delivered[id]; ok {
-			return true
-		}
 		pos, ok := v.pos[id]
 		return ok && pos <= held[actor]
 	}}
@@ -741,10 +784,10 @@ func (n *Node) sendBatchLocked(now time.Time, v *logView, p *peer, b *batch, noD
 	blob, err := n.codec.Encode(lines, opts)
 	room := n.o.MTU - DataOverhead
 	if err != nil || (len(blob)+room-1)/room > maxFragments {
-		if len(b.idx) > 1 { // too large: split it
-			h := len(b.idx) / 2
-			p.plan = append([]*batch{{class: b.class, idx: b.idx[h:], ids: b.ids[h:]}}, p.plan...)
-			n.sendBatchLocked(now, v, p, &batch{class: b.class, idx: b.idx[:h], ids: b.ids[:h]}, noDict)
+		if len(b.ids) > 1 { // too large: split it
+			h := len(b.ids) / 2
+			p.plan = append([]*batch{{class: b.class, ids: b.ids[h:]}}, p.plan...)
+			n.sendBatchLocked(now, v, p, &batch{class: b.class, ids: b.ids[:h]}, noDict)
 			return
 		}
 		n.o.Logger.Error("radio: an event does not fit a transfer", "id", b.ids[0], "err", err)
@@ -771,6 +814,7 @@ func (n *Node) onAckLocked(ctx context.Context, now time.Time, p *peer, body []b
 	}
 	id, status, total := body[0], body[1], int(body[2])
 	t := p.tx
+	n.o.Logger.Debug("radio: ack", "me", n.st.Actor(), "peer", p.keyID, "id", id, "status", status, "total", total, "tx", t != nil && t.id == id)
 	if t == nil || t.id != id || total != len(t.frags) {
 		return // an old transfer's ACK
 	}
@@ -799,6 +843,7 @@ func (n *Node) onAckLocked(ctx context.Context, now time.Time, p *peer, body []b
 	case ackRefused:
 		t.due = now.Add(n.o.AckTimeout)
 	case ackPartial:
+		t.backoff = 0 // the peer answers: no congestion
 		bm := body[3:]
 		if len(bm) < (total+7)/8 {
 			n.stats.BadFrames++
@@ -836,7 +881,8 @@ func (n *Node) onDataLocked(ctx context.Context, now time.Time, p *peer, body []
 		n.stats.BadFrames++
 		return
 	}
-	id, idx, total := body[0], int(body[1]), int(body[2])
+	id, idx, total := body[0], int(body[1]&^ackRequest), int(body[2])
+	ackReq := body[1]&ackRequest != 0 || idx == total-1
 	if total == 0 || idx >= total || total > maxFragments {
 		n.stats.BadFrames++
 		return
@@ -871,7 +917,7 @@ func (n *Node) onDataLocked(ctx context.Context, now time.Time, p *peer, body []
 		r.have++
 	}
 	if r.have < r.total {
-		if idx == total-1 {
+		if ackReq {
 			n.ackLocked(p, id, ackPartial, total, r.frags)
 		}
 		return
@@ -951,6 +997,8 @@ func (n *Node) ingestBatchLocked(ctx context.Context, p *peer, blob []byte) byte
 		return ackRefused
 	}
 	n.stats.EventsApplied += uint64(len(res.Applied))
+	n.o.Logger.Debug("radio: batch ingested", "me", n.st.Actor(), "peer", p.keyID, "events", len(lines), "applied", len(res.Applied),
+		"duplicates", res.Duplicates, "pending", len(res.Pending), "rejected", len(res.Rejected), "quarantined", len(res.Quarantined))
 	n.view = nil
 	return ackDone
 }

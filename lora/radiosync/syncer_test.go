@@ -3,6 +3,7 @@ package radiosync_test
 import (
 	"context"
 	"errors"
+	"log/slog"
 	"path/filepath"
 	"sync"
 	"testing"
@@ -32,7 +33,7 @@ func TestSyncerOverMedium(t *testing.T) {
 		for i := range 2 {
 			l := m.Attach(lora.SimLinkOptions{Region: lora.EU868})
 			defer l.Close()
-			sy, err := radiosync.NewSyncer(l, s.Backpack(i), radiosync.Options{Region: lora.EU868})
+			sy, err := radiosync.NewSyncer(l, s.Backpack(i), radiosync.Options{Region: lora.EU868, Logger: testLogger(t)})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -65,4 +66,8 @@ func TestSyncerOverMedium(t *testing.T) {
 			t.Errorf("status %+v", st)
 		}
 	})
+}
+
+func testLogger(t *testing.T) *slog.Logger {
+	return slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelDebug}))
 }

@@ -19,6 +19,7 @@ type logView struct {
 	chains map[string][]int    // actor -> indices into events, log order
 	byHash map[[4]byte]string  // ActorHash -> actor
 	pos    map[string]int      // event id -> 1-based position in its chain
+	at     map[string]int      // event id -> index into events
 	idb    map[string][12]byte // event id -> binary id (when it has one)
 }
 
@@ -29,7 +30,7 @@ func buildView(ctx context.Context, st Store) (*logView, error) {
 		return nil, err
 	}
 	v := &logView{digest: f.Digest(), chains: map[string][]int{}, byHash: map[[4]byte]string{},
-		pos: map[string]int{}, idb: map[string][12]byte{}}
+		pos: map[string]int{}, at: map[string]int{}, idb: map[string][12]byte{}}
 	for _, l := range lines {
 		e, err := bplog.Parse(l)
 		if err != nil {
@@ -41,6 +42,7 @@ func buildView(ctx context.Context, st Store) (*logView, error) {
 		v.chains[e.Actor] = append(v.chains[e.Actor], i)
 		v.byHash[ActorHash(e.Actor)] = e.Actor
 		v.pos[e.ID] = len(v.chains[e.Actor])
+		v.at[e.ID] = i
 		if b, ok := idBytes(e.ID); ok {
 			v.idb[e.ID] = [12]byte(b)
 		}
@@ -84,7 +86,7 @@ type frontierEntry struct {
 	anc   [][4]byte
 }
 
-const maxAnc = 3
+const maxAnc = 6
 
 func appendFrontier(b []byte, v *logView, room, anc int) []byte {
 	actors := make([]string, 0, len(v.chains))
@@ -128,11 +130,15 @@ func appendFrontier(b []byte, v *logView, room, anc int) []byte {
 func uvarintLen(x uint64) int { return len(binary.AppendUvarint(nil, x)) }
 
 // encodeFrontier returns the largest compact frontier of v that fits in
-// room bytes: with ancestors if they fit, else without.
+// room bytes: with up to 6 ancestors per actor if they fit, else with
+// fewer, else without.
 func encodeFrontier(v *logView, room int) []byte {
-	b := appendFrontier(nil, v, room, maxAnc)
-	if n, _ := binary.Uvarint(b); int(n) < len(v.chains) {
-		b = appendFrontier(nil, v, room, 0)
+	var b []byte
+	for _, anc := range []int{maxAnc, 3, 0} {
+		b = appendFrontier(nil, v, room, anc)
+		if n, _ := binary.Uvarint(b); int(n) == len(v.chains) {
+			break
+		}
 	}
 	return b
 }
@@ -178,23 +184,35 @@ func parseFrontier(p []byte) (map[[4]byte]frontierEntry, error) {
 }
 
 // held returns how many of actor's events (a prefix of its chain in v)
-// the peer whose frontier entry is e holds: the largest position where
-// e's head or one of its ancestors matches v's chain.
+// the peer whose frontier entry is e holds: e.count when e's head is my
+// event at that position; otherwise the largest position where one of
+// e's ancestors matches my chain; but when the peer has more events of
+// the actor than I do and none of its ancestors at positions I hold
+// contradicts my chain, all of mine (the chain is assumed linear: the
+// peer is ahead, and sending it my events would only repeat them).
 func (v *logView) held(actor string, e frontierEntry) int {
 	c := v.chains[actor]
-	best := 0
 	if e.count >= 1 && e.count <= uint64(len(c)) && v.hasPrefix(v.idAt(actor, int(e.count)), e.head[:]) {
 		return int(e.count)
 	}
+	best, contradicted := 0, false
 	counts := bplog.AncestorCounts(int64(e.count))
 	for i, a := range e.anc {
 		if i >= len(counts) {
 			break
 		}
 		at := int(counts[i])
-		if at <= len(c) && at > best && v.hasPrefix(v.idAt(actor, at), a[:]) {
-			best = at
+		if at > len(c) {
+			continue
 		}
+		if v.hasPrefix(v.idAt(actor, at), a[:]) {
+			best = max(best, at)
+		} else {
+			contradicted = true
+		}
+	}
+	if e.count > uint64(len(c)) && !contradicted {
+		return len(c)
 	}
 	return best
 }
