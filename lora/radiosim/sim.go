@@ -127,14 +127,14 @@ type Report struct {
 var Start = time.Date(2026, 3, 1, 6, 0, 0, 0, time.UTC)
 
 type device struct {
-	bp       *store.Backpack
-	node     *radiosync.Node
-	keyFile  string
-	pollAt   time.Time
-	busy     time.Time // transmitting until
-	seq      uint64
-	rep      DeviceReport
-	txs      []txRec
+	bp      *store.Backpack
+	node    *radiosync.Node
+	keyFile string
+	pollAt  time.Time
+	busy    time.Time // transmitting until
+	seq     uint64
+	rep     DeviceReport
+	txs     []txRec
 }
 
 type txRec struct {

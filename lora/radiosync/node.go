@@ -110,7 +110,7 @@ const (
 	maxRx        = 8
 	maxFragments = 64
 	ackRequest   = 0x80 // in a DATA frame's fragment index: answer with an ACK
-	doneMemory   = 8 // completed transfers remembered per peer (to re-ACK)
+	doneMemory   = 8    // completed transfers remembered per peer (to re-ACK)
 )
 
 // Node is the protocol state machine of one device. It reads no clock
@@ -186,8 +186,8 @@ type transfer struct {
 	frags   [][]byte // sealed-later frames, ready to queue
 	queued  int      // fragments still in the send queue
 	acked   []bool
-	retries int // timeouts with the peer silent
-	backoff int // timeouts in all: the wait doubles with each
+	retries int       // timeouts with the peer silent
+	backoff int       // timeouts in all: the wait doubles with each
 	due     time.Time // ACK deadline, zero while fragments are queued
 	sentAt  time.Time // when the last queued fragment left
 	noDict  bool
