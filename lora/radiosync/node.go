@@ -392,8 +392,13 @@ func (n *Node) resendLocked(now time.Time, p *peer, t *transfer, lastOnly bool) 
 			break
 		}
 	}
+	if last < 0 {
+		// Every fragment arrived but the final ACK did not: ask again
+		// (the peer remembers finished transfers and repeats it).
+		last = len(t.frags) - 1
+	}
 	for i := range t.frags {
-		if t.acked[i] || (lastOnly && i != last) {
+		if (t.acked[i] && i != last) || (lastOnly && i != last) {
 			continue
 		}
 		f := t.frags[i]

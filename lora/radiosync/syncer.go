@@ -2,6 +2,7 @@ package radiosync
 
 import (
 	"context"
+	"fmt"
 	"errors"
 	"sync"
 	"time"
@@ -37,6 +38,8 @@ type PeerStatus struct {
 	InSync    bool      // its last hello carried my frontier digest
 	ToSend    int       // events planned or in flight to it
 	Receiving int       // half-received transfers from it
+	// Transfer describes the batch in flight to it ("" when none).
+	Transfer string
 }
 
 // QueueStatus describes the send queue: frames and bytes per class (own,
@@ -61,8 +64,16 @@ func (n *Node) Status(now time.Time) Status {
 		for _, b := range p.plan {
 			ps.ToSend += len(b.ids)
 		}
-		if p.tx != nil {
-			ps.ToSend += len(p.tx.b.ids)
+		if t := p.tx; t != nil {
+			ps.ToSend += len(t.b.ids)
+			acked := 0
+			for _, a := range t.acked {
+				if a {
+					acked++
+				}
+			}
+			ps.Transfer = fmt.Sprintf("batch %d: %d events, %d/%d fragments acknowledged, %d queued, retry %d (backoff %d), ACK due %s",
+				t.id, len(t.b.ids), acked, len(t.frags), t.queued, t.retries, t.backoff, t.due.Format(time.RFC3339))
 		}
 		s.Peers = append(s.Peers, ps)
 	}
