@@ -2,8 +2,8 @@ package radiosync
 
 import (
 	"context"
-	"fmt"
 	"errors"
+	"fmt"
 	"sync"
 	"time"
 
