@@ -136,7 +136,13 @@ type Node struct {
 	hello   time.Time
 	helloAt [digestSize]byte // digest sent in the last hello
 	rxCount int
-	stats   Counters
+	// hold delays unicast frames after a frame was heard: a random
+	// turnaround (up to two 255-byte airtimes) so that two half-duplex
+	// radios answering each other do not keep sending at the same
+	// moments.
+	hold  time.Time
+	draws uint64
+	stats Counters
 }
 
 // Counters count what a Node did.
@@ -229,15 +235,21 @@ func (n *Node) Start(now time.Time) {
 	n.hello = now.Add(time.Duration(h.Sum64() % uint64(n.o.HelloEvery/10+1)))
 }
 
-// jitterLocked returns d scaled by a factor in [0.85, 1.15) that differs
-// per device and per call (a hash of the actor and the counter), so that
-// devices started together do not stay in step and keep hiding each
-// other's hellos (a half-duplex radio is deaf while it sends).
-func (n *Node) jitterLocked(d time.Duration) time.Duration {
+// randLocked is a number in [0, 1) that differs per device and per call
+// (a hash of the actor, the counter and the frames heard), so that runs
+// repeat for a seed.
+func (n *Node) randLocked() float64 {
+	n.draws++
 	h := fnv.New64a()
-	fmt.Fprintf(h, "%s/%d", n.st.Actor(), n.ctr)
-	f := 0.85 + 0.3*float64(h.Sum64()>>11)/(1<<53)
-	return time.Duration(f * float64(d))
+	fmt.Fprintf(h, "%s/%d/%d", n.st.Actor(), n.ctr, n.draws)
+	return float64(h.Sum64()>>11) / (1 << 53)
+}
+
+// jitterLocked returns d scaled by a factor in [0.85, 1.15), so that
+// devices started together do not stay in step and keep hiding each
+// other's frames (a half-duplex radio is deaf while it sends).
+func (n *Node) jitterLocked(d time.Duration) time.Duration {
+	return time.Duration((0.85 + 0.3*n.randLocked()) * float64(d))
 }
 
 // Budget returns the Node's duty-cycle accountant.
@@ -441,6 +453,13 @@ func (n *Node) NextFrame(now time.Time) ([]byte, time.Duration) {
 			wait = w
 		}
 	}
+	if now.Before(n.hold) && n.queue.Len() > 0 {
+		w := n.hold.Sub(now)
+		if wait < 0 || w < wait {
+			wait = w
+		}
+		return nil, wait
+	}
 	for {
 		entry, _, w, err := n.queue.Next(now, n.budget)
 		if err != nil {
@@ -501,7 +520,7 @@ func (n *Node) afterSendLocked(now time.Time, entry []byte) *peer {
 			if p.tx.queued == 0 {
 				// The last queued fragment leaves now: wait for its
 				// airtime and the ACK.
-				p.tx.due = now.Add(n.o.Params.Airtime(len(entry)) + min(n.o.AckTimeout<<p.tx.backoff, time.Hour))
+				p.tx.due = now.Add(n.o.Params.Airtime(len(entry)) + n.jitterLocked(min(n.o.AckTimeout<<p.tx.backoff, time.Hour)))
 				p.tx.sentAt = now
 			}
 		}
@@ -517,6 +536,7 @@ func (n *Node) HandleFrame(ctx context.Context, now time.Time, fr lora.Frame) {
 	n.refreshPeersLocked()
 	n.stats.FramesHeard++
 	n.stats.BytesReceived += uint64(len(fr.Payload))
+	n.hold = now.Add(time.Duration(2 * n.randLocked() * float64(n.o.Params.Airtime(lora.MaxPHYPayload))))
 	f := fr.Payload
 	h, err := parseHead(f)
 	if err != nil {
