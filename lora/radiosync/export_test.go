@@ -36,3 +36,9 @@ func StrangerFrame(n *Node, stranger ed25519.PrivateKey, typ byte, body []byte) 
 	seal(f, 1<<39, key)
 	return f
 }
+
+// ParseFrontier exposes the FRONTIER body parser.
+func ParseFrontier(p []byte) (int, error) {
+	m, err := parseFrontier(p)
+	return len(m), err
+}
