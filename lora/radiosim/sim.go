@@ -546,11 +546,13 @@ func (s *Sim) Run(ctx context.Context) (*Report, error) {
 				break
 			}
 			next := d.node.Deadline()
-			if wait > 0 && s.now.Add(wait).Before(next) {
-				next = s.now.Add(wait)
-			}
-			if !next.After(s.now) {
+			switch {
+			case !next.After(s.now) && wait > 0:
+				next = s.now.Add(wait) // due, but the budget says wait
+			case !next.After(s.now):
 				next = s.now.Add(time.Millisecond)
+			case wait > 0 && s.now.Add(wait).Before(next):
+				next = s.now.Add(wait)
 			}
 			s.poll(e.dev, next)
 		}

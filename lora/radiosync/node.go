@@ -607,6 +607,9 @@ func (n *Node) authLocked(h frameHead, ok func(*peer) bool) *peer {
 
 func (n *Node) onHelloLocked(ctx context.Context, now time.Time, p *peer, dig [digestSize]byte) {
 	if dig == n.digestLocked() {
+		// p holds what I hold: whatever I planned for it, it got
+		// elsewhere.
+		p.plan, p.tx = nil, nil
 		return
 	}
 	n.sendFrontierLocked(ctx, now, p)

@@ -187,8 +187,8 @@ func (s *Syncer) Run(ctx context.Context) error {
 			now = time.Now()
 		}
 		d := s.node.Deadline().Sub(now)
-		if wait > 0 && wait < d {
-			d = wait
+		if wait > 0 && (d <= 0 || wait < d) {
+			d = wait // due, or sooner: what the budget allows
 		}
 		d = max(d, time.Millisecond)
 		t := time.NewTimer(d)
