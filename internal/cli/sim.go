@@ -123,10 +123,14 @@ func printSim(e *env, cfg radiosim.Config, rep *radiosim.Report) {
 	fmt.Fprintf(w, "on air until then: %d frames, %d bytes, %v airtime; per event written: %.2f frames, %.0f bytes, %v\n",
 		rep.Frames, rep.Bytes, rep.Airtime.Round(time.Millisecond), float64(rep.Frames)/ev, float64(rep.Bytes)/ev,
 		(rep.Airtime / time.Duration(ev)).Round(time.Millisecond))
-	fmt.Fprintf(w, "\n%-7s %-9s %7s %8s %9s %10s %7s %6s %8s %8s\n", "device", "actor", "events", "frames", "bytes", "airtime", "heard", "lost", "ev sent", "ev recv")
+	fmt.Fprintf(w, "\n%-7s %-9s %7s %8s %9s %10s %8s %7s %6s %8s %8s\n", "device", "actor", "events", "frames", "bytes", "airtime", "max/h", "heard", "lost", "ev sent", "ev recv")
 	for i, d := range rep.Devices {
-		fmt.Fprintf(w, "%-7d %-9s %7d %8d %9d %10v %7d %6d %8d %8d\n", i, d.Actor, d.Events, d.FramesOut, d.BytesOut,
-			d.Airtime.Round(time.Millisecond), d.FramesIn, d.Lost, d.Counters.EventsSent, d.Counters.EventsReceived)
+		fmt.Fprintf(w, "%-7d %-9s %7d %8d %9d %10v %8v %7d %6d %8d %8d\n", i, d.Actor, d.Events, d.FramesOut, d.BytesOut,
+			d.Airtime.Round(time.Millisecond), d.MaxWindowAirtime.Round(time.Millisecond), d.FramesIn, d.Lost,
+			d.Counters.EventsSent, d.Counters.EventsReceived)
+	}
+	if a := cfg.Region.Allowance(); a > 0 {
+		fmt.Fprintf(w, "(max/h: the most airtime a device used in any %v; %s allows %v)\n", cfg.Region.Window, cfg.Region.Name, a)
 	}
 	if cfg.After > 0 && rep.Converged {
 		fmt.Fprintf(w, "\nin sync for %v: %d frames (%d hellos), %d bytes on air\n", cfg.After, rep.AfterFrames, rep.AfterHellos, rep.AfterBytes)

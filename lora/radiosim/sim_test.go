@@ -5,6 +5,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/backpack-field/backpack/lora"
 	"github.com/backpack-field/backpack/lora/radiosim"
 )
 
@@ -31,9 +32,16 @@ func run(t *testing.T, cfg radiosim.Config) (*radiosim.Sim, *radiosim.Report) {
 	}
 	t.Logf("seed %d: converged %v at %v; %d frames, %d bytes, %v airtime; %d events written",
 		cfg.Seed, rep.Converged, rep.ConvergedAt, rep.Frames, rep.Bytes, rep.Airtime, rep.Written)
+	allow := cfg.Region.Allowance()
+	if cfg.Region == (lora.Region{}) {
+		allow = lora.EU868.Allowance()
+	}
 	for i, d := range rep.Devices {
-		t.Logf("device %d: %d events, state %s, %d frames out, %v airtime, %d in, %d lost, %+v",
-			i, d.Events, d.StateHash, d.FramesOut, d.Airtime, d.FramesIn, d.Lost, d.Counters)
+		t.Logf("device %d: %d events, state %s, %d frames out, %v airtime (at most %v in an hour), %d in, %d lost, %+v",
+			i, d.Events, d.StateHash, d.FramesOut, d.Airtime, d.MaxWindowAirtime, d.FramesIn, d.Lost, d.Counters)
+		if allow > 0 && d.MaxWindowAirtime > allow {
+			t.Errorf("device %d used %v of airtime in one window; the duty cycle allows %v", i, d.MaxWindowAirtime, allow)
+		}
 	}
 	return s, rep
 }
