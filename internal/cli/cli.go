@@ -149,6 +149,7 @@ func commands() []command {
 		{"tui", "watch sync status, forks and held events on a terminal screen", runTUI},
 		{"mount", "show the backpack as a folder (FUSE) that follows it and takes checked writes", runMount},
 		{"demo", "run a field scenario in a temporary directory", runDemo},
+		{"sim", "simulate devices syncing over LoRa radios (virtual time, seeded)", runSim},
 	}
 }
 

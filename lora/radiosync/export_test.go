@@ -1,0 +1,44 @@
+package radiosync
+
+import "crypto/ed25519"
+
+// Frame types for tests.
+const (
+	TypeFrontier = typeFrontier
+	TypeData     = typeData
+	TypeAck      = typeAck
+)
+
+// SealFor builds a unicast frame from n to the peer with key id keyID,
+// sealed with n's next counter, as NextFrame would.
+func SealFor(n *Node, keyID string, typ byte, body []byte) []byte {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	n.refreshPeersLocked()
+	for _, p := range n.peers {
+		if p.keyID == keyID {
+			f := unicast(typ, n.hint, p.hint, body)
+			seal(f, n.nextCtrLocked(), p.key)
+			return f
+		}
+	}
+	return nil
+}
+
+// StrangerFrame builds a frame to n from a key n does not know, as well
+// as the stranger can: with the pair key it would share with n.
+func StrangerFrame(n *Node, stranger ed25519.PrivateKey, typ byte, body []byte) []byte {
+	key, err := pairKey(stranger, n.me.Public(), n.st.UID())
+	if err != nil {
+		panic(err)
+	}
+	f := unicast(typ, hintOf(stranger.Public().(ed25519.PublicKey)), n.hint, body)
+	seal(f, 1<<39, key)
+	return f
+}
+
+// ParseFrontier exposes the FRONTIER body parser.
+func ParseFrontier(p []byte) (int, error) {
+	m, err := parseFrontier(p)
+	return len(m), err
+}
