@@ -366,11 +366,7 @@ func (r *RNode) handleData(data []byte) error {
 	r.rssi, r.snr = nil, nil
 	r.mu.Unlock()
 	select {
-	case r.in <- f:
-		r.mu.Lock()
-		r.st.FramesReceived++
-		r.st.BytesReceived += uint64(len(data))
-		r.mu.Unlock()
+	case r.in <- f: // counted when Recv hands it out
 	default:
 		r.mu.Lock()
 		r.st.FramesDropped++
@@ -530,7 +526,12 @@ func (r *RNode) Params() Params {
 
 // Recv implements Link.
 func (r *RNode) Recv(ctx context.Context) (Frame, error) {
-	return recv(ctx, r.in, r.p)
+	return recv(ctx, r.in, r.p, func(f Frame) {
+		r.mu.Lock()
+		r.st.FramesReceived++
+		r.st.BytesReceived += uint64(len(f.Payload))
+		r.mu.Unlock()
+	})
 }
 
 // Stats implements Link.

@@ -60,8 +60,7 @@ func (t *TNC) handle(cmd byte, data []byte) error {
 	}
 	f := Frame{Payload: append([]byte(nil), data...)}
 	select {
-	case t.in <- f:
-		t.count(func(s *Stats) { s.FramesReceived++; s.BytesReceived += uint64(len(data)) })
+	case t.in <- f: // counted when Recv hands it out
 	default:
 		t.count(func(s *Stats) { s.FramesDropped++ })
 	}
@@ -94,21 +93,27 @@ func (t *TNC) Send(ctx context.Context, b []byte) error {
 
 // Recv implements Link.
 func (t *TNC) Recv(ctx context.Context) (Frame, error) {
-	return recv(ctx, t.in, t.p)
+	return recv(ctx, t.in, t.p, func(f Frame) {
+		t.count(func(s *Stats) { s.FramesReceived++; s.BytesReceived += uint64(len(f.Payload)) })
+	})
 }
 
-func recv(ctx context.Context, in chan Frame, p *port) (Frame, error) {
+// recv takes the next frame from in; got counts it before it is returned,
+// so that Stats covers every frame Recv handed out.
+func recv(ctx context.Context, in chan Frame, p *port, got func(Frame)) (Frame, error) {
 	if err := p.failed(); err == ErrClosed {
 		return Frame{}, err
 	}
 	select {
 	case f := <-in:
+		got(f)
 		return f, nil
 	case <-ctx.Done():
 		return Frame{}, ctx.Err()
 	case <-p.done:
 		select {
 		case f := <-in:
+			got(f)
 			return f, nil
 		default:
 			return Frame{}, p.stopErr()

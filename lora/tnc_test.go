@@ -30,11 +30,16 @@ func TestTNCWire(t *testing.T) {
 	t.Cleanup(func() { l.Close() })
 	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
 	defer cancel()
-	go l.Send(ctx, []byte{0xC0})
+	sent := make(chan error, 1)
+	go func() { sent <- l.Send(ctx, []byte{0xC0}) }()
 	buf := make([]byte, 16)
 	n, err := io.ReadAtLeast(dev, buf, 5)
 	if err != nil || !bytes.Equal(buf[:n], []byte{0xC0, 0x20, 0xDB, 0xDC, 0xC0}) {
 		t.Fatalf("wire = % x, %v", buf[:n], err)
+	}
+	// Send counts the frame and its airtime once its write returned.
+	if err := <-sent; err != nil {
+		t.Fatalf("send: %v", err)
 	}
 	var in []byte
 	in = append(in, "line noise"...)
