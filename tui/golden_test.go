@@ -2,6 +2,7 @@ package tui
 
 import (
 	"bytes"
+	"github.com/backpack-field/backpack/internal/status"
 	"os"
 	"testing"
 	"time"
@@ -167,6 +168,19 @@ func TestGoldenRadio(t *testing.T) {
 	st := inSyncStatus()
 	src := &fakeSource{live: true, status: st, detail: fixtureDetail(t, st)}
 	goldenRun(t, src, step{want: "manifest.sig ok"}, step{keys: []string{"7"}, want: "not configured"})
+}
+
+func TestGoldenRadioLink(t *testing.T) {
+	st := inSyncStatus()
+	st.Radio = &status.RadioStatus{Link: "up", Device: "/dev/ttyUSB0", Driver: "rnode", Region: "EU868",
+		AirtimeUsed: 21.4, AirtimeBudget: 36, Window: time.Hour, FramesSent: 212, FramesRecv: 187, FramesLost: 9, EventsIn: 64,
+		HasSignal: true, RSSI: -104, SNR: 3.25, Queue: 6, QueueETA: 4 * time.Minute,
+		Peers: []status.RadioPeer{
+			{KeyID: "bp1_7a41c0de9b2e5f10", LastHeard: fixedNow().Add(-3 * time.Minute), InSync: true},
+			{KeyID: "bp1_c3d2e1f0a9b8c7d6", LastHeard: fixedNow().Add(-47 * time.Minute), ToSend: 12},
+		}}
+	src := &fakeSource{live: true, status: st, detail: fixtureDetail(t, st)}
+	goldenRun(t, src, step{want: "manifest.sig ok"}, step{keys: []string{"7"}, want: "Devices in radio range"})
 }
 
 func TestGoldenHelp(t *testing.T) {

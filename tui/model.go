@@ -88,7 +88,7 @@ type Model struct {
 	trusting   string        // the key id being trusted
 	msg        string        // footer message
 	msgErr     bool
-	radio      *RadioStatus
+	radio      *status.RadioStatus
 	quitting   bool
 	statusSeen int // statuses received, for tests and the header
 }
@@ -98,23 +98,6 @@ type pane struct {
 	title string
 	text  string
 	vp    viewport.Model
-}
-
-// RadioStatus is what the radio view shows once the LoRa link reports
-// it. A nil RadioStatus means the link is not configured.
-type RadioStatus struct {
-	Link          string  // "up", "down", "searching"
-	Device        string  // serial port or device name
-	AirtimeUsed   float64 // seconds in the current duty-cycle window
-	AirtimeBudget float64 // seconds allowed in the window
-	Window        time.Duration
-	FramesSent    int64
-	FramesRecv    int64
-	FramesLost    int64
-	RSSI          float64 // dBm, last frame
-	SNR           float64 // dB, last frame
-	Queue         int     // events waiting for airtime
-	QueueETA      time.Duration
 }
 
 // NewModel returns the model over src.
@@ -160,7 +143,7 @@ type (
 		err error
 	}
 	// RadioMsg updates the radio view (nil: not configured).
-	RadioMsg struct{ Status *RadioStatus }
+	RadioMsg struct{ Status *status.RadioStatus }
 )
 
 // Init connects to the agent, or reads the backpack without one, and
@@ -264,6 +247,7 @@ func (m Model) Update(msg tea.Msg) (tea.Model, tea.Cmd) {
 		return m, wait(msg.ch)
 	case statusMsg:
 		m.status, m.loadErr = msg.st, ""
+		m.radio = msg.st.Radio
 		m.statusSeen++
 		return m, tea.Batch(wait(m.sub), m.maybeLoad())
 	case agentGoneMsg:
@@ -276,6 +260,7 @@ func (m Model) Update(msg tea.Msg) (tea.Model, tea.Cmd) {
 			return m, tick()
 		}
 		m.status, m.stamp, m.loadErr = msg.st, msg.stamp, ""
+		m.radio = msg.st.Radio
 		m.statusSeen++
 		return m, tea.Batch(tick(), m.maybeLoad())
 	case unchangedMsg:

@@ -448,10 +448,12 @@ func TestUpdateRadio(t *testing.T) {
 	if !strings.Contains(m.View(), "Radio link: not configured") {
 		t.Fatal("radio placeholder missing")
 	}
-	m = send(t, m, RadioMsg{&RadioStatus{Link: "up", Device: "/dev/ttyUSB0", AirtimeUsed: 12, AirtimeBudget: 36, Window: time.Hour,
-		FramesSent: 120, FramesRecv: 98, FramesLost: 4, RSSI: -97, SNR: 6.5, Queue: 14, QueueETA: 3 * time.Minute}})
+	m = send(t, m, RadioMsg{&status.RadioStatus{Link: "up", Device: "/dev/ttyUSB0", Driver: "rnode", Region: "EU868", AirtimeUsed: 12, AirtimeBudget: 36, Window: time.Hour,
+		FramesSent: 120, FramesRecv: 98, FramesLost: 4, HasSignal: true, RSSI: -97, SNR: 6.5, Queue: 14, QueueETA: 3 * time.Minute,
+		Peers: []status.RadioPeer{{KeyID: "bp1_0123456789abcdef", LastHeard: fixedNow().Add(-90 * time.Second), InSync: true}}}})
 	v := m.View()
-	for _, want := range []string{"up  /dev/ttyUSB0", "12.0s of 36.0s (33%)", "lost 4", "RSSI -97 dBm, SNR 6.5 dB", "14 events waiting, about 3m0s"} {
+	for _, want := range []string{"up  /dev/ttyUSB0 rnode", "12.0s of 36.0s (33%)", "EU868", "lost 4", "RSSI -97 dBm, SNR 6.5 dB", "14 frames waiting, about 3m0s",
+		"bp1_0123456789abcdef", "in sync", "heard 1m ago"} {
 		if !strings.Contains(v, want) {
 			t.Errorf("radio view lacks %q:\n%s", want, v)
 		}

@@ -571,27 +571,53 @@ func (m *Model) radioLines(w int) []string {
 		return []string{"",
 			"  " + m.st.warn.Render("Radio link: not configured."),
 			"",
-			"  This build syncs through peer folders only; the LoRa link is not wired",
-			"  into the agent yet. Once it is, this view shows:",
+			"  Start the agent with --lora DEVICE (an RNode, or --lora-driver kiss for",
+			"  a KISS TNC) to sync with devices in radio range. This view then shows:",
 			"",
 			"    link state      up / down, and the serial device",
 			"    airtime         used against the duty-cycle budget of the window",
 			"    frames          sent, received, lost",
 			"    signal          RSSI and SNR of the last frame",
-			"    queue           events waiting for airtime, with an estimate",
+			"    queue           frames waiting for airtime, with an estimate",
+			"    peers           devices heard, in sync or not, events to send",
 		}
 	}
 	pct := 0.0
 	if r.AirtimeBudget > 0 {
 		pct = 100 * r.AirtimeUsed / r.AirtimeBudget
 	}
-	return []string{"",
-		fmt.Sprintf("  %-14s %s  %s", "Link", r.Link, r.Device),
-		fmt.Sprintf("  %-14s %.1fs of %.1fs (%.0f%%) in the last %s", "Airtime", r.AirtimeUsed, r.AirtimeBudget, pct, r.Window),
-		fmt.Sprintf("  %-14s sent %d, received %d, lost %d", "Frames", r.FramesSent, r.FramesRecv, r.FramesLost),
-		fmt.Sprintf("  %-14s RSSI %.0f dBm, SNR %.1f dB", "Signal", r.RSSI, r.SNR),
-		fmt.Sprintf("  %-14s %d events waiting, about %s", "Queue", r.Queue, r.QueueETA),
+	airtime := fmt.Sprintf("%.1fs of %.1fs (%.0f%%) in the last %s, %s", r.AirtimeUsed, r.AirtimeBudget, pct, r.Window, r.Region)
+	if r.AirtimeBudget == 0 {
+		airtime = fmt.Sprintf("%.1fs, no duty-cycle limit (%s)", r.AirtimeUsed, r.Region)
 	}
+	signal := "no frame heard yet"
+	if r.HasSignal {
+		signal = fmt.Sprintf("RSSI %.0f dBm, SNR %.1f dB", r.RSSI, r.SNR)
+	}
+	out := []string{"",
+		fmt.Sprintf("  %-14s %s  %s %s", "Link", r.Link, r.Device, r.Driver),
+		fmt.Sprintf("  %-14s %s", "Airtime", airtime),
+		fmt.Sprintf("  %-14s sent %d, received %d, lost %d; %d events in", "Frames", r.FramesSent, r.FramesRecv, r.FramesLost, r.EventsIn),
+		fmt.Sprintf("  %-14s %s", "Signal", signal),
+		fmt.Sprintf("  %-14s %d frames waiting, about %s", "Queue", r.Queue, r.QueueETA),
+		"",
+	}
+	if len(r.Peers) == 0 {
+		return append(out, "  No device heard over the radio yet.")
+	}
+	out = append(out, "  Devices in radio range:")
+	for _, p := range r.Peers {
+		sync := "behind"
+		if p.InSync {
+			sync = "in sync"
+		}
+		heard := "never heard"
+		if !p.LastHeard.IsZero() {
+			heard = "heard " + m.ago(p.LastHeard)
+		}
+		out = append(out, fmt.Sprintf("    %-22s %-8s %s, %d events to send", p.KeyID, sync, heard, p.ToSend))
+	}
+	return out
 }
 
 func (m *Model) confirmView(w int) []string {

@@ -26,7 +26,38 @@ type Status struct {
 	Held       HeldStatus     `json:"held"`
 	Errors     []ErrorEntry   `json:"recent_errors"`
 	Throughput Throughput     `json:"throughput"`
-	Verdict    string         `json:"verdict"`
+	// Radio is the LoRa link, when the agent runs one (nil otherwise).
+	Radio   *RadioStatus `json:"radio,omitempty"`
+	Verdict string       `json:"verdict"`
+}
+
+// RadioStatus is the agent's LoRa link.
+type RadioStatus struct {
+	Link          string        `json:"link"`   // "up", "connecting", "down: why"
+	Device        string        `json:"device"` // the serial port
+	Driver        string        `json:"driver"` // "rnode" or "kiss"
+	Region        string        `json:"region"`
+	AirtimeUsed   float64       `json:"airtime_used_s"`   // in the current duty-cycle window
+	AirtimeBudget float64       `json:"airtime_budget_s"` // allowed in the window (0: no duty cycle)
+	Window        time.Duration `json:"window_ns"`
+	FramesSent    int64         `json:"frames_sent"`
+	FramesRecv    int64         `json:"frames_received"`
+	FramesLost    int64         `json:"frames_lost"`
+	HasSignal     bool          `json:"has_signal"`
+	RSSI          float64       `json:"rssi_dbm"`     // last frame
+	SNR           float64       `json:"snr_db"`       // last frame
+	Queue         int           `json:"queue_frames"` // frames waiting for airtime
+	QueueETA      time.Duration `json:"queue_eta_ns"`
+	EventsIn      int64         `json:"events_in"`
+	Peers         []RadioPeer   `json:"peers,omitempty"`
+}
+
+// RadioPeer is a device heard over the radio.
+type RadioPeer struct {
+	KeyID     string    `json:"key_id"`
+	LastHeard time.Time `json:"last_heard,omitzero"`
+	InSync    bool      `json:"in_sync"`
+	ToSend    int       `json:"to_send"` // events planned or in flight to it
 }
 
 // BackpackStatus describes the replica.
