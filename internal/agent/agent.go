@@ -14,6 +14,7 @@ import (
 
 	"github.com/backpack-field/backpack/internal/status"
 	"github.com/backpack-field/backpack/internal/store"
+	"github.com/backpack-field/backpack/lora/radiosync"
 	"github.com/backpack-field/backpack/watcher"
 )
 
@@ -34,6 +35,8 @@ type Options struct {
 	// LogProgress logs the progress of long imports about once a second
 	// (for a person watching a terminal); subscribers always get it.
 	LogProgress bool
+	// Radio, when set, also syncs over a LoRa radio.
+	Radio *RadioOptions
 }
 
 // DefaultSettle is how long a change in a watched folder must be quiet
@@ -55,6 +58,16 @@ type Agent struct {
 
 	status atomic.Pointer[status.Status]
 	syncCh chan struct{} // one slot: "sync now" requests
+
+	// storeMu guards b between the loop's passes and the radio's
+	// ingests; ready is closed once the first pass opened b.
+	storeMu   sync.Mutex
+	ready     chan struct{}
+	readyOnce sync.Once
+	radio     atomic.Pointer[radiosync.Syncer]
+	radioLast atomic.Pointer[status.RadioStatus]
+	// errMu guards errs (the radio goroutine notes errors too).
+	errMu sync.Mutex
 
 	// progMu guards progLogged.
 	progMu     sync.Mutex
@@ -106,8 +119,13 @@ func New(opts Options) (*Agent, error) {
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
-	if len(opts.Peers) == 0 {
-		return nil, errors.New("agent: no peer folder")
+	if len(opts.Peers) == 0 && opts.Radio == nil {
+		return nil, errors.New("agent: no peer folder and no radio")
+	}
+	if opts.Radio != nil {
+		if _, _, err := opts.Radio.resolve(); err != nil {
+			return nil, err
+		}
 	}
 	dir, err := filepath.Abs(opts.Dir)
 	if err != nil {
@@ -121,7 +139,7 @@ func New(opts Options) (*Agent, error) {
 	if err != nil {
 		return nil, err
 	}
-	a := &Agent{opts: opts, log: opts.Logger, dir: dir, uid: g.UID, devDir: dev,
+	a := &Agent{opts: opts, log: opts.Logger, dir: dir, uid: g.UID, devDir: dev, ready: make(chan struct{}),
 		syncCh: make(chan struct{}, 1), subs: map[chan struct{}]struct{}{}, folderErr: map[string]string{}}
 	for _, p := range opts.Peers {
 		abs, err := filepath.Abs(p)
@@ -195,14 +213,17 @@ func (a *Agent) Run(ctx context.Context) error {
 		}
 	})
 	wg.Go(func() { a.serve(ctx, ln) })
+	if a.opts.Radio != nil {
+		wg.Go(func() { a.runRadio(ctx, a.ready) })
+	}
 	a.log.Info("agent started", "backpack", a.dir, "peers", a.peers, "device_dir", a.devDir)
 	lerr := a.loop(ctx)
-	if a.b != nil {
-		a.b.Close()
-	}
 	cancel()
 	ln.Close()
 	wg.Wait()
+	if a.b != nil {
+		a.b.Close()
+	}
 	os.Remove(SocketPath(a.devDir))
 	if s := a.status.Load(); s != nil {
 		final := *s
@@ -309,6 +330,8 @@ func within(path, dir string) bool {
 // noteError records a problem in the bounded list of recent errors.
 func (a *Agent) noteError(where string, err error) {
 	a.log.Warn("problem", "where", where, "err", err)
+	a.errMu.Lock()
+	defer a.errMu.Unlock()
 	a.errs = append(a.errs, status.ErrorEntry{At: time.Now().UTC(), Where: where, Message: err.Error()})
 	if len(a.errs) > maxErrors {
 		a.errs = a.errs[len(a.errs)-maxErrors:]

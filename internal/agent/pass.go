@@ -32,10 +32,13 @@ func (a *Agent) pass(ctx context.Context) (err error) {
 			a.noteError("events.ndjson", errors.New(p.Message))
 		}
 	}
+	a.storeMu.Lock()
+	defer a.storeMu.Unlock()
 	b, err := a.acquire(ctx)
 	if err != nil {
 		return err
 	}
+	a.readyOnce.Do(func() { close(a.ready) })
 	defer func() {
 		if rerr := b.Release(); rerr != nil {
 			// Start from the files next time.

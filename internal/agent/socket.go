@@ -224,7 +224,13 @@ func (a *Agent) baseStatus() *status.Status {
 		s.Folders = append(s.Folders, fs)
 	}
 	s.Peers = a.peerStat
+	// The radio goroutine keeps its last status here: asking the syncer
+	// from a pass (which holds storeMu) could wait on a syncer that waits
+	// on storeMu.
+	s.Radio = a.radioLast.Load()
+	a.errMu.Lock()
 	s.Errors = append([]status.ErrorEntry(nil), a.errs...)
+	a.errMu.Unlock()
 	s.Throughput = a.tp
 	s.Verdict = verdict(s)
 	return s

@@ -2,6 +2,7 @@ package cli
 
 import (
 	"log/slog"
+	"strings"
 	"time"
 
 	"github.com/backpack-field/backpack/fusefs"
@@ -28,7 +29,13 @@ between passes. One agent per backpack: a second one exits 4.
 
 With --mount MOUNTPOINT the agent also shows the backpack as a folder
 there, as `+"`backpack mount`"+` does, and unmounts it when it stops. If the
-folder cannot be mounted (no FUSE), the agent says why and syncs anyway.`)
+folder cannot be mounted (no FUSE), the agent says why and syncs anyway.
+
+With --lora DEVICE it also syncs over a LoRa radio on that serial port
+(an RNode, or a KISS TNC with --lora-driver kiss) with the devices in
+range, never exceeding the region's duty cycle (docs/FORMAT.md, "Radio
+sync"); peer folders are then optional. If the radio goes away it says
+so in the status and reconnects.`)
 	var peers stringList
 	fs.Var(&peers, "peer", "peer folder (repeat for several)")
 	key := fs.String("key", "", "device key file")
@@ -37,13 +44,29 @@ folder cannot be mounted (no FUSE), the agent says why and syncs anyway.`)
 	logFormat := fs.String("log-format", "text", "text or json")
 	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
 	mountpoint := fs.String("mount", "", "also mount the backpack there (see `backpack mount`)")
+	loraDev := fs.String("lora", "", "serial port of a LoRa radio to sync over (e.g. /dev/ttyUSB0)")
+	loraDriver := fs.String("lora-driver", "rnode", "rnode or kiss (a generic KISS TNC)")
+	loraFreq := fs.Float64("lora-freq", 868.1, "frequency, MHz")
+	loraBW := fs.Float64("lora-bw", 125, "bandwidth, kHz")
+	loraSF := fs.Int("lora-sf", 9, "spreading factor (7-12)")
+	loraCR := fs.Int("lora-cr", 5, "coding rate 4/N (5-8)")
+	loraTXP := fs.Int("lora-txp", 14, "transmit power, dBm (RNode)")
+	loraRegion := fs.String("lora-region", "", "duty-cycle rules: EU868, EU869, EU863, US915 or unlimited (default: from the frequency, in the EU band)")
+	loraBaud := fs.Int("lora-baud", 115200, "serial speed")
+	loraHello := fs.Duration("lora-hello", 10*time.Minute, "how often to say hello over the radio (shorter: quicker, more airtime)")
 	dir, err := onePositional(fs, args, "backpack directory")
 	if err != nil {
 		return err
 	}
-	if len(peers) == 0 {
+	if len(peers) == 0 && *loraDev == "" {
 		fs.usage(false)
-		return usagef("need at least one --peer PATH")
+		return usagef("need at least one --peer PATH, or a radio (--lora DEVICE)")
+	}
+	var radio *agent.RadioOptions
+	if *loraDev != "" {
+		radio = &agent.RadioOptions{Device: *loraDev, Driver: *loraDriver, Baud: *loraBaud,
+			Frequency: uint32(*loraFreq*1e6 + 0.5), Bandwidth: uint32(*loraBW*1e3 + 0.5),
+			SpreadingFactor: *loraSF, CodingRate: *loraCR, TXPower: *loraTXP, Region: *loraRegion, HelloEvery: *loraHello}
 	}
 	var level slog.Level
 	if err := level.UnmarshalText([]byte(*logLevel)); err != nil {
@@ -62,8 +85,11 @@ folder cannot be mounted (no FUSE), the agent says why and syncs anyway.`)
 	if *keep != "auto" && *keep != "all" {
 		return usagef("--keep-bundles must be auto or all")
 	}
-	a, err := agent.New(agent.Options{Dir: dir, Peers: peers, KeyFile: *key, Interval: *interval, KeepBundles: *keep, Logger: logger, LogProgress: isTerminal(e.stderr)})
+	a, err := agent.New(agent.Options{Dir: dir, Peers: peers, KeyFile: *key, Interval: *interval, KeepBundles: *keep, Logger: logger, LogProgress: isTerminal(e.stderr), Radio: radio})
 	if err != nil {
+		if radio != nil && strings.HasPrefix(err.Error(), "agent: radio:") {
+			return usagef("%v", err)
+		}
 		return err
 	}
 	var srv *fusefs.Server
