@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/backpack-field/backpack/fusefs"
+	"github.com/backpack-field/backpack/internal/agent"
 	"github.com/backpack-field/backpack/internal/canon"
 	"github.com/backpack-field/backpack/internal/gen"
 	"github.com/backpack-field/backpack/internal/store"
@@ -121,12 +122,12 @@ func BenchmarkReadEvents(b *testing.B) {
 	b.Run("disk", func(b *testing.B) { run(b, disk) })
 	for _, mode := range []struct {
 		name string
-		opts fusefs.Options
+		opts agent.MountOptions
 	}{
-		{"mount-cache", fusefs.Options{ReadMode: fusefs.ReadCache}},
-		{"mount-plain", fusefs.Options{ReadMode: fusefs.ReadPlain}},
-		{"mount-direct", fusefs.Options{ReadMode: fusefs.ReadDirect}},
-		{"mount-passthrough", fusefs.Options{ReadMode: fusefs.ReadPassthrough}},
+		{"mount-cache", agent.MountOptions{ReadMode: fusefs.ReadCache}},
+		{"mount-plain", agent.MountOptions{ReadMode: fusefs.ReadPlain}},
+		{"mount-direct", agent.MountOptions{ReadMode: fusefs.ReadDirect}},
+		{"mount-passthrough", agent.MountOptions{ReadMode: fusefs.ReadPassthrough}},
 	} {
 		b.Run(mode.name, func(b *testing.B) {
 			_, mnt := mountFixture(b, gen100k, mode.opts)
@@ -142,7 +143,7 @@ func BenchmarkReadEvents(b *testing.B) {
 func BenchmarkLsR100kBeliefs(b *testing.B) {
 	needFUSE(b)
 	benchFixtures(b)
-	_, mnt := mountFixture(b, beliefs, fusefs.Options{})
+	_, mnt := mountFixture(b, beliefs, agent.MountOptions{})
 	for b.Loop() {
 		out, err := exec.Command("ls", "-R", filepath.Join(mnt, "state")).Output()
 		if err != nil {
@@ -161,11 +162,16 @@ func BenchmarkMountView(b *testing.B) {
 	for name, fx := range map[string]*fixture{"gen100k": gen100k, "beliefs100k": beliefs} {
 		b.Run(name, func(b *testing.B) {
 			for b.Loop() {
-				v, err := fusefs.NewView(context.Background(), fx.dir, fusefs.ViewOptions{NoStatus: true})
+				src, err := agent.NewMountSource(fx.dir, agent.MountSourceOptions{})
+				if err != nil {
+					b.Fatal(err)
+				}
+				v, err := fusefs.NewView(context.Background(), fx.dir, src)
 				if err != nil {
 					b.Fatal(err)
 				}
 				v.Close()
+				src.Close()
 			}
 		})
 	}
@@ -180,7 +186,7 @@ func BenchmarkInboxDrop(b *testing.B) {
 	small := newFixture(b)
 	for name, fx := range map[string]*fixture{"small": small, "gen100k": copyFixture(b, gen100k)} {
 		b.Run(name, func(b *testing.B) {
-			_, mnt := mountFixture(b, fx, fusefs.Options{})
+			_, mnt := mountFixture(b, fx, agent.MountOptions{})
 			rep := filepath.Join(b.TempDir(), "rep")
 			if err := os.CopyFS(rep, os.DirFS(fx.dir)); err != nil {
 				b.Fatal(err)

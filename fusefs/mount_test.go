@@ -19,6 +19,7 @@ import (
 
 	"github.com/backpack-field/backpack/bundles"
 	"github.com/backpack-field/backpack/fusefs"
+	"github.com/backpack-field/backpack/internal/agent"
 	"github.com/backpack-field/backpack/internal/canon"
 	"github.com/backpack-field/backpack/internal/pytime"
 	"github.com/backpack-field/backpack/internal/store"
@@ -44,7 +45,7 @@ func helperMount(spec string) int {
 	parts := strings.Split(spec, "|")
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	srv, err := fusefs.Mount(ctx, fusefs.Options{Dir: parts[0], Mountpoint: parts[1], KeyFile: parts[2],
+	srv, err := agent.Mount(ctx, agent.MountOptions{Dir: parts[0], Mountpoint: parts[1], KeyFile: parts[2],
 		Logger: slog.New(slog.NewTextHandler(os.Stderr, nil))})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "mount:", err)
@@ -78,7 +79,7 @@ func needFUSE(t testing.TB) {
 
 // mountFixture mounts fx on a temp dir, unmounted at cleanup; a panic in a
 // handler fails the test.
-func mountFixture(t testing.TB, fx *fixture, opts fusefs.Options) (*fusefs.Server, string) {
+func mountFixture(t testing.TB, fx *fixture, opts agent.MountOptions) (*agent.Mounted, string) {
 	t.Helper()
 	needFUSE(t)
 	mnt := filepath.Join(t.TempDir(), "mnt")
@@ -99,7 +100,7 @@ func mountFixture(t testing.TB, fx *fixture, opts fusefs.Options) (*fusefs.Serve
 		defer mu.Unlock()
 		t.Errorf("panic in a FUSE handler: %v", p)
 	}
-	srv, err := fusefs.Mount(context.Background(), opts)
+	srv, err := agent.Mount(context.Background(), opts)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -148,7 +149,7 @@ func readFile(t testing.TB, p string) string {
 // built apart (everything), and checks that no private key is reachable.
 func TestMountMatchesDiskAndView(t *testing.T) {
 	fx := newFixture(t)
-	_, mnt := mountFixture(t, fx, fusefs.Options{})
+	_, mnt := mountFixture(t, fx, agent.MountOptions{})
 	if got := fusefs.MountType(mnt); got != "fuse.backpack" {
 		t.Errorf("mount type %q, want fuse.backpack", got)
 	}
@@ -212,7 +213,7 @@ func TestMountMatchesDiskAndView(t *testing.T) {
 // `backpack state`.
 func TestMountStateMatchesCLI(t *testing.T) {
 	fx := newFixture(t)
-	_, mnt := mountFixture(t, fx, fusefs.Options{})
+	_, mnt := mountFixture(t, fx, agent.MountOptions{})
 	bin := buildCLI(t)
 	out, err := exec.Command(bin, "state", "--canonical", fx.dir).Output()
 	if err != nil {
@@ -285,7 +286,7 @@ func replicaLines(t testing.TB, fx *fixture, bodies ...canon.Value) [][]byte {
 // state change through the mount.
 func TestMountAppendLine(t *testing.T) {
 	fx := newFixture(t)
-	_, mnt := mountFixture(t, fx, fusefs.Options{})
+	_, mnt := mountFixture(t, fx, agent.MountOptions{})
 	lines := replicaLines(t, fx,
 		body("OBSERVATION", "pump_9", "status", canon.StringValue("running"), 0.9),
 		body("OBSERVATION", "pump_9", "flow", canon.IntValue(12), 0.9))
@@ -352,7 +353,7 @@ func TestMountAppendLine(t *testing.T) {
 // log does not change.
 func TestMountAppendGarbage(t *testing.T) {
 	fx := newFixture(t)
-	_, mnt := mountFixture(t, fx, fusefs.Options{})
+	_, mnt := mountFixture(t, fx, agent.MountOptions{})
 	logPath := filepath.Join(fx.dir, store.EventsPath)
 	before := readFile(t, logPath)
 	good := replicaLines(t, fx, body("OBSERVATION", "x", "y", canon.IntValue(1), 0.9))[0]
@@ -460,7 +461,7 @@ func exportFrom(t testing.TB, fx *fixture, rep string, bodies ...canon.Value) []
 // TestMountInbox drops a bundle into inbox/ and sees its events.
 func TestMountInbox(t *testing.T) {
 	fx := newFixture(t)
-	_, mnt := mountFixture(t, fx, fusefs.Options{})
+	_, mnt := mountFixture(t, fx, agent.MountOptions{})
 	data := exportBundle(t, fx, body("OBSERVATION", "bridge_4", "passable", canon.BoolValue(false), 0.9))
 	src := filepath.Join(t.TempDir(), "delta.bpb")
 	os.WriteFile(src, data, 0o644)
@@ -496,7 +497,7 @@ func TestMountInbox(t *testing.T) {
 // TestMountNew records an observation by writing a JSON file into new/.
 func TestMountNew(t *testing.T) {
 	fx := newFixture(t)
-	_, mnt := mountFixture(t, fx, fusefs.Options{})
+	_, mnt := mountFixture(t, fx, agent.MountOptions{})
 	obs := `{"subject": "tent_12", "predicate": "occupants", "value": 4, "confidence": 0.8}`
 	if err := os.WriteFile(filepath.Join(mnt, "new/tent.json"), []byte(obs), 0o644); err != nil {
 		t.Fatal(err)
@@ -539,7 +540,7 @@ func TestMountNew(t *testing.T) {
 // kernel's caches are invalidated).
 func TestMountInvalidation(t *testing.T) {
 	fx := newFixture(t)
-	_, mnt := mountFixture(t, fx, fusefs.Options{ReadMode: fusefs.ReadCache})
+	_, mnt := mountFixture(t, fx, agent.MountOptions{ReadMode: fusefs.ReadCache})
 	statePath := filepath.Join(mnt, "state/canonical/door_02/status")
 	logPath := filepath.Join(mnt, store.EventsPath)
 	if got := readFile(t, statePath); got != "\"broken\"\n" {
@@ -581,7 +582,7 @@ func TestMountInvalidation(t *testing.T) {
 // state.json read parses (never half of one snapshot and half of another).
 func TestMountConcurrentReaders(t *testing.T) {
 	fx := newFixture(t)
-	_, mnt := mountFixture(t, fx, fusefs.Options{})
+	_, mnt := mountFixture(t, fx, agent.MountOptions{})
 	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
 	errs := make(chan error, 4)
@@ -648,8 +649,11 @@ func startHelper(t *testing.T, fx *fixture, mnt string) *exec.Cmd {
 			syscall.Unmount(mnt, syscall.MNT_DETACH)
 		}
 	})
+	// Wait for Mount to return, not only for the mount to answer: until
+	// then go-fuse holds a file of the mount open (its poll probe), and a
+	// process killed with it open hangs in its own FUSE flush forever.
 	eventually(t, "helper mounted", func() error {
-		if fusefs.MountType(mnt) != "fuse.backpack" {
+		if fusefs.MountType(mnt) != "fuse.backpack" || (!strings.Contains(out.String(), "\nmounted\n") && !strings.HasPrefix(out.String(), "mounted\n")) {
 			return fmt.Errorf("not mounted; helper says: %s", out.String())
 		}
 		_, err := os.Stat(filepath.Join(mnt, "state/state.json"))
@@ -699,7 +703,7 @@ func TestMountRecoversStaleMount(t *testing.T) {
 	if _, err := os.Stat(mnt); !errors.Is(err, syscall.ENOTCONN) {
 		t.Fatalf("after kill: stat %v, want ENOTCONN (a stale mount)", err)
 	}
-	srv, err := fusefs.Mount(context.Background(), fusefs.Options{Dir: fx.dir, Mountpoint: mnt, KeyFile: fx.key})
+	srv, err := agent.Mount(context.Background(), agent.MountOptions{Dir: fx.dir, Mountpoint: mnt, KeyFile: fx.key})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -708,7 +712,7 @@ func TestMountRecoversStaleMount(t *testing.T) {
 		t.Fatalf("after recovery: %q", got)
 	}
 	// A live mount is not taken over.
-	if _, err := fusefs.Mount(context.Background(), fusefs.Options{Dir: fx.dir, Mountpoint: mnt}); !errors.Is(err, fusefs.ErrMounted) {
+	if _, err := agent.Mount(context.Background(), agent.MountOptions{Dir: fx.dir, Mountpoint: mnt}); !errors.Is(err, fusefs.ErrMounted) {
 		t.Fatalf("second mount: %v, want ErrMounted", err)
 	}
 }
@@ -717,11 +721,11 @@ func TestMountRecoversStaleMount(t *testing.T) {
 func TestMountErrors(t *testing.T) {
 	needFUSE(t)
 	fx := newFixture(t)
-	_, err := fusefs.Mount(context.Background(), fusefs.Options{Dir: fx.dir, Mountpoint: filepath.Join(fx.base, "nope")})
+	_, err := agent.Mount(context.Background(), agent.MountOptions{Dir: fx.dir, Mountpoint: filepath.Join(fx.base, "nope")})
 	if err == nil || !strings.Contains(err.Error(), "does not exist") {
 		t.Errorf("missing mount point: %v", err)
 	}
-	_, err = fusefs.Mount(context.Background(), fusefs.Options{Dir: fx.base, Mountpoint: t.TempDir()})
+	_, err = agent.Mount(context.Background(), agent.MountOptions{Dir: fx.base, Mountpoint: t.TempDir()})
 	if !errors.Is(err, store.ErrNotBackpack) {
 		t.Errorf("not a backpack: %v", err)
 	}
@@ -733,7 +737,7 @@ func TestMountReadModes(t *testing.T) {
 	for _, mode := range []fusefs.ReadMode{fusefs.ReadCache, fusefs.ReadPlain, fusefs.ReadDirect, fusefs.ReadPassthrough} {
 		t.Run("mode="+string(mode), func(t *testing.T) {
 			fx := newFixture(t)
-			_, mnt := mountFixture(t, fx, fusefs.Options{ReadMode: mode})
+			_, mnt := mountFixture(t, fx, agent.MountOptions{ReadMode: mode})
 			p := filepath.Join(mnt, store.EventsPath)
 			disk := filepath.Join(fx.dir, store.EventsPath)
 			if readFile(t, p) != readFile(t, disk) {

@@ -6,6 +6,7 @@ import (
 	"io/fs"
 	"os"
 	"path"
+	"slices"
 	"sort"
 	"strings"
 	"sync/atomic"
@@ -65,6 +66,26 @@ func (e *entry) child(name string) *entry {
 		return e.children[i]
 	}
 	return nil
+}
+
+// withChild returns a copy of the directory e with its child name
+// replaced by c, added, or removed when c is nil. c's name must be name.
+func (e *entry) withChild(name string, c *entry) *entry {
+	i := sort.Search(len(e.children), func(i int) bool { return e.children[i].name >= name })
+	found := i < len(e.children) && e.children[i].name == name
+	d := *e
+	switch {
+	case c == nil && !found:
+		return e
+	case c == nil:
+		d.children = slices.Delete(slices.Clone(e.children), i, i+1)
+	case found:
+		d.children = slices.Clone(e.children)
+		d.children[i] = c
+	default:
+		d.children = slices.Insert(slices.Clone(e.children), i, c)
+	}
+	return &d
 }
 
 // readAt reads the file's bytes at off; io.EOF at or past the end.

@@ -12,6 +12,7 @@ import (
 	"testing/fstest"
 
 	"github.com/backpack-field/backpack/fusefs"
+	"github.com/backpack-field/backpack/internal/agent"
 	"github.com/backpack-field/backpack/internal/canon"
 	"github.com/backpack-field/backpack/internal/store"
 	"github.com/backpack-field/backpack/reducer"
@@ -19,7 +20,12 @@ import (
 
 func newView(t *testing.T, dir string) *fusefs.View {
 	t.Helper()
-	v, err := fusefs.NewView(context.Background(), dir, fusefs.ViewOptions{NoStatus: true})
+	src, err := agent.NewMountSource(dir, agent.MountSourceOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { src.Close() })
+	v, err := fusefs.NewView(context.Background(), dir, src)
 	if err != nil {
 		t.Fatal(err)
 	}

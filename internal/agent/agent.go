@@ -33,6 +33,11 @@ type Options struct {
 	// LogProgress logs the progress of long imports about once a second
 	// (for a person watching a terminal); subscribers always get it.
 	LogProgress bool
+	// Mount, when set, is where Run also mounts the backpack (as Mount
+	// does) until it stops; MountReadMode is its read mode. If mounting
+	// fails, the agent syncs without it (mount.go).
+	Mount         string
+	MountReadMode ReadMode
 }
 
 // DefaultSettle is how long a change in a watched folder must be quiet
@@ -182,6 +187,10 @@ func (a *Agent) Run(ctx context.Context) error {
 		return err
 	}
 	a.publish(a.baseStatus())
+	var mnt *Mounted
+	if a.opts.Mount != "" {
+		mnt = a.startMount(ctx)
+	}
 
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -196,6 +205,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	wg.Go(func() { a.serve(ctx, ln) })
 	a.log.Info("agent started", "backpack", a.dir, "peers", a.peers, "device_dir", a.devDir)
 	lerr := a.loop(ctx)
+	a.stopMount(mnt)
 	if a.b != nil {
 		a.b.Close()
 	}

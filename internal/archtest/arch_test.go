@@ -46,15 +46,15 @@ var allowed = map[string][]string{
 	"internal/store":         {"bundles", "internal/canon", "internal/pytime", "internal/scan", "log", "merkle", "reducer"},
 	"internal/check":         {"internal/scan", "internal/store", "log", "merkle", "reducer"},
 	"internal/gen":           {"internal/canon", "internal/pytime", "internal/store", "log"},
-	"internal/agent":         {"bundles", "internal/canon", "internal/pytime", "internal/store", "log", "watcher"},
-	"internal/cli":           {"bundles", "fusefs", "internal/agent", "internal/canon", "internal/check", "internal/pytime", "internal/scan", "internal/store", "log", "reducer"},
+	"internal/agent":         {"bundles", "fusefs", "internal/canon", "internal/pytime", "internal/store", "log", "reducer", "watcher"},
+	"internal/cli":           {"bundles", "internal/agent", "internal/canon", "internal/check", "internal/pytime", "internal/scan", "internal/store", "log", "reducer"},
 	"bundles":                {"internal/canon", "log"},
 	"cmd/backpack":           {"internal/cli"},
 	"internal/archtest":      {},
 	"lora":                   {},
 	"lora/internal/rnodesim": {"lora"},
 	"watcher":                {},
-	"fusefs":                 {"bundles", "internal/agent", "internal/canon", "internal/scan", "internal/store", "log", "reducer", "watcher"},
+	"fusefs":                 {"internal/canon", "internal/scan", "log", "reducer"},
 }
 
 func TestImportDirection(t *testing.T) {

@@ -5,7 +5,7 @@ import (
 	"log/slog"
 	"time"
 
-	"github.com/backpack-field/backpack/fusefs"
+	"github.com/backpack-field/backpack/internal/agent"
 )
 
 func runMount(e *env, args []string) error {
@@ -35,7 +35,7 @@ To mount beside the sync agent, use `+"`backpack agent DIR --mount MOUNTPOINT`"+
 		fs.usage(false)
 		return usagef("need DIR and MOUNTPOINT, got %d arguments", len(pos))
 	}
-	mode, err := fusefs.ParseReadMode(*readMode)
+	mode, err := agent.ParseReadMode(*readMode)
 	if err != nil {
 		return usagef("--read-mode: %v", err)
 	}
@@ -44,7 +44,7 @@ To mount beside the sync agent, use `+"`backpack agent DIR --mount MOUNTPOINT`"+
 		level = slog.LevelDebug
 	}
 	logger := slog.New(slog.NewTextHandler(e.stderr, &slog.HandlerOptions{Level: level}))
-	srv, err := fusefs.Mount(e.ctx, fusefs.Options{Dir: pos[0], Mountpoint: pos[1], KeyFile: *key,
+	srv, err := agent.Mount(e.ctx, agent.MountOptions{Dir: pos[0], Mountpoint: pos[1], KeyFile: *key,
 		Logger: logger, LockWait: *lockWait, ReadMode: mode, Debug: *debug})
 	if err != nil {
 		return err
