@@ -113,7 +113,7 @@ func (b *builder) buildFrom(ctx context.Context, snap *Snapshot) (*View, error) 
 	}
 	// The log's own mtime: the kernel drops cached pages when it changes.
 	root.add(eventsPath, &entry{lr: &logRange{f: lf, size: info.LogSize}, perm: permAppend, mtime: fi.ModTime(),
-		version: versionOf("log", x.generation, uint64(info.LogSize))})
+		version: versionOf("log", x.generation, uint64(info.LogSize)), ino: pathIno(fmt.Sprintf("%s\x00%d:%d", eventsPath, x.dev, x.ino))})
 	addTimelines(root, x, lf, now)
 	addForks(root, x, f, snap.ForkRecords, snap.ForkHeld, now, b.log)
 	addHeld(root, dirQuarant, snap.Quarantine, now)

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"log/slog"
 	"os"
@@ -734,8 +735,8 @@ func TestMountErrors(t *testing.T) {
 // TestMountReadModes: in every read mode events.ndjson reads as on disk,
 // before and after the log grows.
 func TestMountReadModes(t *testing.T) {
-	for _, mode := range []fusefs.ReadMode{fusefs.ReadCache, fusefs.ReadPlain, fusefs.ReadDirect, fusefs.ReadPassthrough} {
-		t.Run("mode="+string(mode), func(t *testing.T) {
+	for name, mode := range map[string]fusefs.ReadMode{"passthrough": fusefs.ReadPassthrough, "cache": fusefs.ReadCache, "plain": fusefs.ReadPlain, "direct": fusefs.ReadDirect} {
+		t.Run(name, func(t *testing.T) {
 			fx := newFixture(t)
 			_, mnt := mountFixture(t, fx, agent.MountOptions{ReadMode: mode})
 			p := filepath.Join(mnt, store.EventsPath)
@@ -752,5 +753,98 @@ func TestMountReadModes(t *testing.T) {
 				return nil
 			})
 		})
+	}
+}
+
+// TestMountLogBoundedBySnapshot: in the default (passthrough) mode, a file
+// opened while the log on disk is ahead of the view reads the view's
+// bytes; a file opened before reads the file as on disk (the documented
+// exception); and appends through the mount work while a passthrough
+// reader holds the log open.
+func TestMountLogBoundedBySnapshot(t *testing.T) {
+	fx := newFixture(t)
+	// A long settle period: the watcher does not rebuild the view
+	// during the test.
+	srv, mnt := mountFixture(t, fx, agent.MountOptions{Settle: time.Hour})
+	p := filepath.Join(mnt, store.EventsPath)
+	before := readFile(t, p)
+	if before != readFile(t, filepath.Join(fx.dir, store.EventsPath)) {
+		t.Fatal("events.ndjson differs from disk")
+	}
+	held, err := os.Open(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer held.Close()
+	fx.append(t, body("OBSERVATION", "late", "n", canon.IntValue(1), 0.9))
+	disk := readFile(t, filepath.Join(fx.dir, store.EventsPath))
+	if len(disk) <= len(before) {
+		t.Fatal("the log did not grow")
+	}
+	if got := readFile(t, p); got != before {
+		t.Fatalf("events.ndjson through the mount has %d bytes before the view changed, want the view's %d (disk has %d)", len(got), len(before), len(disk))
+	}
+	if got, err := io.ReadAll(held); err != nil || string(got) != disk {
+		t.Fatalf("a file opened before the append: %d bytes, %v; want the disk's %d", len(got), err, len(disk))
+	}
+	// An append through the mount while the reader is open.
+	if err := srv.Refresh(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	line := replicaLines(t, fx, body("OBSERVATION", "later", "n", canon.IntValue(2), 0.9))
+	f, err := os.OpenFile(p, os.O_WRONLY|os.O_APPEND, 0)
+	if err != nil {
+		t.Fatalf("open for appending while a reader holds the log: %v", err)
+	}
+	if _, err := f.Write(append(line[len(line)-1], '\n')); err != nil {
+		t.Fatalf("append while a reader holds the log: %v", err)
+	}
+	if err := f.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if got := readFile(t, filepath.Join(mnt, "state/local/later/n")); got != "2\n" {
+		t.Fatalf("state after the append: %q", got)
+	}
+	if got, want := readFile(t, p), readFile(t, filepath.Join(fx.dir, store.EventsPath)); got != want {
+		t.Fatalf("events.ndjson after the append: %d bytes, disk %d", len(got), len(want))
+	}
+}
+
+// TestMountLogReplaced: when the log is replaced by another file (as a
+// merge's rewrite does), new opens read the new file even while a file
+// opened before stays open, and that one keeps reading the old one.
+func TestMountLogReplaced(t *testing.T) {
+	fx := newFixture(t)
+	srv, mnt := mountFixture(t, fx, agent.MountOptions{Settle: time.Hour})
+	p := filepath.Join(mnt, store.EventsPath)
+	disk := filepath.Join(fx.dir, store.EventsPath)
+	old := readFile(t, p)
+	held, err := os.Open(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer held.Close()
+	// The same events, one more line, written to a new file renamed
+	// over the log.
+	extra := replicaLines(t, fx, body("OBSERVATION", "swap", "n", canon.IntValue(2), 0.9))
+	next := old + string(extra[len(extra)-1]) + "\n"
+	tmp := disk + ".tmp"
+	if err := os.WriteFile(tmp, []byte(next), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(tmp, disk); err != nil {
+		t.Fatal(err)
+	}
+	if err := srv.Refresh(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "the new log through the mount", func() error {
+		if got := readFile(t, p); got != next {
+			return fmt.Errorf("%d bytes, want %d", len(got), len(next))
+		}
+		return nil
+	})
+	if got, err := io.ReadAll(held); err != nil || string(got) != old {
+		t.Fatalf("the file opened before: %d bytes, %v; want the old %d", len(got), err, len(old))
 	}
 }

@@ -31,7 +31,7 @@ type Options struct {
 	StageDir string
 	Logger   *slog.Logger // default: discard
 	// ReadMode is how events.ndjson is read through the mount (default
-	// ReadCache); docs/BENCHMARKS.md compares them.
+	// ReadPassthrough); docs/BENCHMARKS.md compares them.
 	ReadMode ReadMode
 	// Debug logs every FUSE request (to Logger, at debug level).
 	Debug bool
@@ -43,35 +43,42 @@ type Options struct {
 // ReadMode says how reads of events.ndjson reach the log file.
 type ReadMode string
 
-// Read modes.
+// Read modes. In every mode a read returns the bytes of the view's
+// snapshot, with one exception in ReadPassthrough, documented there.
 const (
-	// ReadCache (the default) keeps the kernel's pages between opens
+	// ReadPassthrough (the default) lets the kernel read the log file
+	// itself (FUSE passthrough: Linux 6.9 or later, as root), at the
+	// speed of the disk's page cache. An open gets it only while the file
+	// on disk is exactly the view's log (same file, same size); otherwise
+	// (lines were appended and the view is not rebuilt yet, or a torn
+	// tail waits for repair) it reads the view's bytes through the server
+	// with direct I/O. A read that runs while another process appends
+	// can see the appended bytes, possibly part of a line: the file as on
+	// disk at that moment. A replaced log (a merge rewrote it) is a new
+	// inode, so opens never mix old and new files. Without kernel support
+	// it behaves as ReadCache.
+	ReadPassthrough ReadMode = ""
+	// ReadCache keeps the kernel's pages between opens
 	// (FOPEN_KEEP_CACHE); they are invalidated when the log changes.
-	// Reads are bounded by the snapshot the view shows.
-	ReadCache ReadMode = ""
+	// Reads never go past the view's snapshot.
+	ReadCache ReadMode = "cache"
 	// ReadPlain drops the kernel's pages at each open.
 	ReadPlain ReadMode = "plain"
 	// ReadDirect bypasses the page cache: one FUSE request per read
 	// call (up to 1 MiB) instead of 128 KiB readahead requests.
 	ReadDirect ReadMode = "direct"
-	// ReadPassthrough lets the kernel read the log file itself (FUSE
-	// passthrough: Linux 6.9 or later, as root), at the disk's speed.
-	// Reads then see the file as it is on disk, which may be ahead of the
-	// view by lines appended since; after the log was replaced by a
-	// rewrite, opens keep reading the old file while any earlier open of
-	// it stays open. Without kernel support it behaves as ReadCache.
-	ReadPassthrough ReadMode = "passthrough"
 )
 
-// ParseReadMode parses a --read-mode value.
+// ParseReadMode parses a --read-mode value: passthrough, cache, plain or
+// direct.
 func ParseReadMode(s string) (ReadMode, error) {
 	switch m := ReadMode(s); m {
-	case "cache":
-		return ReadCache, nil
-	case ReadPlain, ReadDirect, ReadPassthrough:
+	case "passthrough":
+		return ReadPassthrough, nil
+	case ReadCache, ReadPlain, ReadDirect:
 		return m, nil
 	}
-	return "", fmt.Errorf("fusefs: unknown read mode %q (cache, plain, direct or passthrough)", s)
+	return "", fmt.Errorf("fusefs: unknown read mode %q (passthrough, cache, plain or direct)", s)
 }
 
 // ErrNoFUSE means the kernel's FUSE cannot be used here.
@@ -355,7 +362,7 @@ func (s *Server) rebuildLoop(ctx context.Context) {
 			}
 		}
 		err := s.rebuild(ctx)
-		if err != nil {
+		if err != nil && ctx.Err() == nil {
 			s.log.Warn("mount: view not rebuilt", "err", err)
 		}
 		for _, w := range waiters {
@@ -499,6 +506,10 @@ func invalidate(ino *fs.Inode, p string, old, cur *entry) {
 				ino.NotifyDelete(name, ch)
 				changed = true
 			}
+		case o != nil && o.inoAt(cp) != c.inoAt(cp):
+			// Another inode now (a replaced log): the kernel looks the
+			// name up again; open files keep the old one.
+			ino.NotifyEntry(name)
 		case c.dir:
 			invalidate(ch, cp, o, c)
 		case o == nil || o.version != c.version:

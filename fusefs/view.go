@@ -50,6 +50,18 @@ type entry struct {
 	// version changes whenever the bytes change: the cache invalidation
 	// compares it between views.
 	version uint64
+	// ino is the inode number the kernel sees (0: derived from the
+	// path). The log's depends on the file on disk, so that a replaced
+	// log is a new inode with its own passthrough backing file.
+	ino uint64
+}
+
+// inoAt is the inode number of e at path p.
+func (e *entry) inoAt(p string) uint64 {
+	if e.ino != 0 {
+		return e.ino
+	}
+	return pathIno(p)
 }
 
 func (e *entry) size() int64 {
@@ -130,6 +142,12 @@ func (l *logFile) acquire() bool {
 			return true
 		}
 	}
+}
+
+// sizeIs reports whether the file on disk is size bytes long now.
+func (l *logFile) sizeIs(size int64) bool {
+	fi, err := l.f.Stat()
+	return err == nil && fi.Size() == size
 }
 
 func (l *logFile) release() {

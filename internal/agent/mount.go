@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"os"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -38,7 +39,8 @@ type MountOptions struct {
 	StatusEvery time.Duration
 	// Settle is the watcher's settle period (default 100 ms).
 	Settle time.Duration
-	// ReadMode is how events.ndjson is read (default fusefs.ReadCache).
+	// ReadMode is how events.ndjson is read (default
+	// fusefs.ReadPassthrough).
 	ReadMode ReadMode
 	// Debug logs every FUSE request (to Logger, at debug level).
 	Debug bool
@@ -95,6 +97,11 @@ func mount(ctx context.Context, opts MountOptions, a *Agent) (*Mounted, error) {
 	if err != nil {
 		return nil, err
 	}
+	// The device directory holds the staged bundles; watch it from the
+	// start.
+	if err := os.MkdirAll(dev, 0o700); err != nil {
+		return nil, err
+	}
 	src, err := NewMountSource(dir, MountSourceOptions{KeyFile: opts.KeyFile, Logger: opts.Logger, LockWait: opts.LockWait, Status: a == nil})
 	if err != nil {
 		return nil, err
@@ -119,6 +126,10 @@ func mount(ctx context.Context, opts MountOptions, a *Agent) (*Mounted, error) {
 
 // Mountpoint returns where the backpack is mounted.
 func (m *Mounted) Mountpoint() string { return m.srv.Mountpoint() }
+
+// Refresh shows the backpack as it is now, without waiting for the
+// watcher.
+func (m *Mounted) Refresh(ctx context.Context) error { return m.srv.Refresh(ctx) }
 
 // Serve waits until ctx ends, then unmounts, or until the file system is
 // unmounted from outside (fusermount3 -u). It returns Unmount's error.
