@@ -14,8 +14,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/backpack-field/backpack/internal/canon"
-	"github.com/backpack-field/backpack/reducer"
 )
 
 // Permissions the mount shows.
@@ -57,7 +55,8 @@ type builder struct {
 	// status is status.json's content (nil: no such file).
 	status []byte
 
-	idx *logIndex
+	idx   *logIndex
+	state stateTree
 }
 
 // build loads the backpack from the source and makes a view of it.
@@ -83,14 +82,6 @@ func (b *builder) buildFrom(ctx context.Context, snap *Snapshot) (*View, error) 
 	if snap.Status != nil {
 		b.status = snap.Status
 	}
-	root := newTree("", permDir, now)
-	info := ViewInfo{UID: snap.UID, Events: snap.Events, LogSize: snap.LogSize, MerkleRoot: snap.MerkleRoot}
-	n, err := addState(root, snap.State, now, b.log)
-	if err != nil {
-		return nil, err
-	}
-	info.Beliefs = n
-
 	f, err := os.Open(filepath.Join(b.dir, filepath.FromSlash(eventsPath)))
 	if err != nil {
 		return nil, err
@@ -101,19 +92,27 @@ func (b *builder) buildFrom(ctx context.Context, snap *Snapshot) (*View, error) 
 		return nil, fmt.Errorf("events.ndjson changed while the view was built; retry")
 	}
 	lf := newLogFile(f)
-	v := &View{log: lf, built: now, Info: info}
-	if b.idx, err = b.idx.update(ctx, f, snap.LogSize); err != nil {
+	v := &View{log: lf, built: now}
+	x, grown, err := b.idx.update(ctx, f, snap.LogSize)
+	if err != nil {
 		v.Close()
 		b.idx = nil
 		return nil, fmt.Errorf("index events.ndjson: %w", err)
 	}
-	x := b.idx
+	b.idx = x
+	info := ViewInfo{UID: snap.UID, Events: snap.Events, LogSize: snap.LogSize, MerkleRoot: snap.MerkleRoot}
 	if x.size < snap.LogSize {
 		info.LogSize = x.size // an unfinished last line is not shown
 	}
+	logVersion := versionOf("log", x.generation, uint64(info.LogSize))
+	state, full := b.state.update(snap.State, x.generation, logVersion, grown, now, b.log)
+	info.Beliefs = b.state.beliefs()
+	info.Full = full
+
+	root := newTree("", permDir, now)
 	// The log's own mtime: the kernel drops cached pages when it changes.
 	root.add(eventsPath, &entry{lr: &logRange{f: lf, size: info.LogSize}, perm: permAppend, mtime: fi.ModTime(),
-		version: versionOf("log", x.generation, uint64(info.LogSize)), ino: pathIno(fmt.Sprintf("%s\x00%d:%d", eventsPath, x.dev, x.ino))})
+		version: logVersion, ino: pathIno(fmt.Sprintf("%s\x00%d:%d", eventsPath, x.dev, x.ino))})
 	addTimelines(root, x, lf, now)
 	addForks(root, x, f, snap.ForkRecords, snap.ForkHeld, now, b.log)
 	addHeld(root, dirQuarant, snap.Quarantine, now)
@@ -128,7 +127,7 @@ func (b *builder) buildFrom(ctx context.Context, snap *Snapshot) (*View, error) 
 		root.add(fileStatus, fileEntry(b.status, now))
 	}
 	v.Info = info
-	v.root = root.freeze()
+	v.root = root.freeze().withChild(dirState, state)
 	return v, nil
 }
 
@@ -168,35 +167,6 @@ func splitKey(key string) (subject, predicate string) {
 func BeliefPath(namespace, key string) string {
 	s, p := splitKey(key)
 	return dirState + "/" + namespace + "/" + EscapeName(s) + "/" + EscapeName(p)
-}
-
-// addState adds state/state.json and one file per belief.
-func addState(root *treeBuilder, s *reducer.State, now time.Time, log *slog.Logger) (int, error) {
-	js, err := s.ExportJSON()
-	if err != nil {
-		// A state the reference cannot hash (SPEC: it raises) still has
-		// beliefs worth showing; state.json says why it is missing.
-		log.Warn("mount: state.json unavailable", "err", err)
-		js = []byte(fmt.Sprintf("{\"error\": %q}", err.Error()))
-	}
-	root.add(fileState, fileEntry(append(js, '\n'), now))
-	n := 0
-	for _, ns := range []reducer.Namespace{reducer.Canonical, reducer.Local, reducer.Contested, reducer.Archived} {
-		root.mkdir(dirState + "/" + ns.String())
-		for key, val := range s.Entries(ns) {
-			v := val
-			if ns == reducer.Canonical || ns == reducer.Local {
-				v = val.Field("value")
-			}
-			data, err := canon.Encode(v)
-			if err != nil {
-				data = []byte(fmt.Sprintf("{\"error\": %q}", err.Error()))
-			}
-			root.add(BeliefPath(ns.String(), key), fileEntry(append(data, '\n'), now))
-			n++
-		}
-	}
-	return n, nil
 }
 
 // addTimelines adds timeline/<actor>.ndjson: each actor's event lines in
@@ -402,9 +372,24 @@ func addOwnFiles(root *treeBuilder, dir string, now time.Time, log *slog.Logger)
 	return nil
 }
 
+// A Viewer builds successive views of one backpack from a Source. A view
+// after the first reuses the previous one's state/ where the log only
+// grew: it looks up and re-encodes only the beliefs the new lines touch
+// (ViewInfo.Full says when it built them all). A Viewer is for one
+// goroutine at a time.
+type Viewer struct{ b builder }
+
+// NewViewer returns a Viewer of the backpack in dir that src loads.
+func NewViewer(dir string, src Source) *Viewer {
+	return &Viewer{b: builder{dir: dir, src: src, log: slog.New(slog.DiscardHandler)}}
+}
+
+// View builds a view of the backpack as src loads it now. The caller
+// closes it.
+func (vw *Viewer) View(ctx context.Context) (*View, error) { return vw.b.build(ctx) }
+
 // NewView builds a view of the backpack in dir as src loads it now. The
 // caller closes it.
 func NewView(ctx context.Context, dir string, src Source) (*View, error) {
-	b := &builder{dir: dir, src: src, log: slog.New(slog.DiscardHandler)}
-	return b.build(ctx)
+	return NewViewer(dir, src).View(ctx)
 }

@@ -487,6 +487,9 @@ func (s *Server) notifyLoop(ctx context.Context, root *node) {
 // invalidate walks the inodes the kernel knows below ino (at path p) and
 // invalidates those whose entry changed between the views.
 func invalidate(ino *fs.Inode, p string, old, cur *entry) {
+	if old == cur {
+		return // a subtree the new view shares with the old one
+	}
 	changed := false
 	for name, ch := range ino.Children() {
 		cp := join(p, name)

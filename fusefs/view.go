@@ -36,6 +36,9 @@ type ViewInfo struct {
 	LogSize    int64  // bytes of events.ndjson the view serves
 	MerkleRoot string // merkle_root.txt when the view was built
 	Beliefs    int    // belief files under state/
+	// Full is set when the view's state/ was built from every belief,
+	// not updated from the previous view's (see Viewer).
+	Full bool
 }
 
 // entry is one file or directory of a view. Immutable once built.
