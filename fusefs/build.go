@@ -55,8 +55,9 @@ type builder struct {
 	// status is status.json's content (nil: no such file).
 	status []byte
 
-	idx   *logIndex
-	state stateTree
+	idx       *logIndex
+	state     stateTree
+	timelines timelines
 }
 
 // build loads the backpack from the source and makes a view of it.
@@ -113,7 +114,7 @@ func (b *builder) buildFrom(ctx context.Context, snap *Snapshot) (*View, error) 
 	// The log's own mtime: the kernel drops cached pages when it changes.
 	root.add(eventsPath, &entry{lr: &logRange{f: lf, size: info.LogSize}, perm: permAppend, mtime: fi.ModTime(),
 		version: logVersion, ino: pathIno(fmt.Sprintf("%s\x00%d:%d", eventsPath, x.dev, x.ino))})
-	addTimelines(root, x, lf, now)
+	addTimelines(root, x, &b.timelines, lf, now)
 	addForks(root, x, f, snap.ForkRecords, snap.ForkHeld, now, b.log)
 	addHeld(root, dirQuarant, snap.Quarantine, now)
 	addHeld(root, dirPending, snap.Pending, now)
@@ -169,32 +170,62 @@ func BeliefPath(namespace, key string) string {
 	return dirState + "/" + namespace + "/" + EscapeName(s) + "/" + EscapeName(p)
 }
 
-// addTimelines adds timeline/<actor>.ndjson: each actor's event lines in
-// log order, byte for byte.
-func addTimelines(root *treeBuilder, x *logIndex, lf *logFile, now time.Time) {
-	root.mkdir(dirTimeline)
-	segs := make([][]segment, len(x.actors))
-	sizes := make([]int64, len(x.actors))
-	for _, r := range x.recs {
+// timelines are the runs of log bytes of each actor, kept between builds
+// and extended with the lines the index gained. Published views share
+// the segment lists: a build only appends to them, and merges a line
+// into the run before it only when that run was made in the same build.
+// Only the goroutine that builds views uses it.
+type timelines struct {
+	gen    uint64 // the index generation the lists follow
+	recs   int    // index records taken in
+	segs   [][]segment
+	sizes  []int64
+	sealed []int // per actor, segments a published view may read
+}
+
+// update takes in the records x gained since the last call (all of them
+// after a rebuilt index).
+func (tl *timelines) update(x *logIndex) {
+	if tl.gen != x.generation || tl.recs > len(x.recs) {
+		*tl = timelines{gen: x.generation}
+	}
+	for len(tl.segs) < len(x.actors) {
+		tl.segs = append(tl.segs, nil)
+		tl.sizes = append(tl.sizes, 0)
+		tl.sealed = append(tl.sealed, 0)
+	}
+	for _, r := range x.recs[tl.recs:] {
 		a := r.actor
-		s := segs[a]
-		if n := len(s); n > 0 && s[n-1].off+s[n-1].n == r.off {
+		s := tl.segs[a]
+		if n := len(s); n > tl.sealed[a] && s[n-1].off+s[n-1].n == r.off {
 			s[n-1].n += r.n // adjacent lines of one actor read as one run
 		} else {
-			s = append(s, segment{off: r.off, pos: sizes[a], n: r.n})
+			s = append(s, segment{off: r.off, pos: tl.sizes[a], n: r.n})
 		}
-		segs[a] = s
-		sizes[a] += r.n
+		tl.segs[a] = s
+		tl.sizes[a] += r.n
 	}
+	tl.recs = len(x.recs)
+	for a := range tl.segs {
+		tl.sealed[a] = len(tl.segs[a])
+	}
+}
+
+// addTimelines adds timeline/<actor>.ndjson: each actor's event lines in
+// log order, byte for byte.
+func addTimelines(root *treeBuilder, x *logIndex, tl *timelines, lf *logFile, now time.Time) {
+	root.mkdir(dirTimeline)
+	tl.update(x)
 	for a, actor := range x.actors {
+		segs := tl.segs[a][:len(tl.segs[a]):len(tl.segs[a])]
 		last := int64(0)
-		if n := len(segs[a]); n > 0 {
-			last = segs[a][n-1].off
+		if n := len(segs); n > 0 {
+			last = segs[n-1].off
 		}
 		root.add(dirTimeline+"/"+EscapeName(actor)+".ndjson", &entry{
-			lr:    &logRange{f: lf, size: sizes[a], segs: segs[a]},
+			lr:    &logRange{f: lf, size: tl.sizes[a], segs: segs},
 			perm:  permFile,
-			mtime: now, version: versionOf("timeline", x.generation, uint64(sizes[a]), uint64(last)),
+			mtime: now, version: versionOf("timeline", x.generation, uint64(tl.sizes[a]), uint64(last)),
 		})
 	}
 }
