@@ -223,3 +223,41 @@ func copyFixture(b *testing.B, fx *fixture) *fixture {
 	}
 	return &fixture{base: fx.base, dir: dir, key: fx.key}
 }
+
+// BenchmarkViewerAfterAppend builds the view that follows one event
+// appended (through the mount's source, untimed) to the 100k-event
+// backpack: what a change costs the mount before it shows it, once the
+// view is updated rather than rebuilt.
+func BenchmarkViewerAfterAppend(b *testing.B) {
+	benchFixtures(b)
+	fx := copyFixture(b, gen100k)
+	ctx := context.Background()
+	src, err := agent.NewMountSource(fx.dir, agent.MountSourceOptions{KeyFile: fx.key})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer src.Close()
+	vw := fusefs.NewViewer(fx.dir, src)
+	v, err := vw.View(ctx)
+	if err != nil {
+		b.Fatal(err)
+	}
+	v.Close()
+	i := 0
+	for b.Loop() {
+		b.StopTimer()
+		i++
+		if _, err := src.Record(ctx, body("OBSERVATION", fmt.Sprintf("append_%d", i), "n", canon.IntValue(int64(i)), 0.9)); err != nil {
+			b.Fatal(err)
+		}
+		b.StartTimer()
+		v, err := vw.View(ctx)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if v.Info.Full {
+			b.Fatal("the view was built from scratch")
+		}
+		v.Close()
+	}
+}
