@@ -17,7 +17,12 @@
 // the sync status. Small files hold their bytes; the log and the
 // timelines read events.ndjson on disk, up to the size the snapshot saw.
 // View.FS exposes a view as an fs.FS, so the tree is tested without a
-// mount. docs/FORMAT.md ("The mount") lists every path and how subject
+// mount. A Viewer (the server has one) builds each view from the
+// previous one when the log only grew: state/ is updated for the beliefs
+// the new lines name, the timelines are extended, and every untouched
+// subtree is shared, so a change costs time in what changed. A rewritten
+// or replaced log, or a line whose effect it cannot tell, builds the view
+// from scratch. docs/FORMAT.md ("The mount") lists every path and how subject
 // and predicate names are escaped (EscapeName).
 //
 // # Serving

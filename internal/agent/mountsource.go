@@ -41,9 +41,13 @@ type MountSource struct {
 	// status builds status.json for a load (nil: none).
 	status func(ctx context.Context, b *store.Backpack) []byte
 
-	// mu guards b, and makes loads and writes take turns.
+	// mu guards the fields below, and makes loads and writes take turns.
 	mu sync.Mutex
 	b  *store.Backpack // released between uses; nil until opened
+	// readOnly is set while the backpack cannot be opened as its writer
+	// (a read-only file system, no permission): loads then open it
+	// read-only each time, at the cost of a full load.
+	readOnly bool
 }
 
 // MountSourceOptions configures NewMountSource.
@@ -155,20 +159,26 @@ func (m *MountSource) releaseLocked() {
 func (m *MountSource) Load(ctx context.Context, fn func(*fusefs.Snapshot) error) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	b, err := m.acquireLocked(ctx, m.loadWait)
-	if errors.Is(err, store.ErrLocked) {
-		ro, err := store.Open(ctx, m.dir, store.Options{ReadOnly: true, KeyFile: m.keyFile, Logger: m.log})
-		if err != nil {
+	if !m.readOnly {
+		b, err := m.acquireLocked(ctx, m.loadWait)
+		if err == nil {
+			m.releaseLocked()
+			return m.load(ctx, b, fn)
+		}
+		if ctx.Err() != nil {
 			return err
 		}
-		defer ro.Close()
-		return m.load(ctx, ro, fn)
+		if !errors.Is(err, store.ErrLocked) {
+			m.log.Warn("mount: cannot open the backpack as its writer; reading it read-only (slower), writes will fail", "err", err)
+			m.readOnly = true
+		}
 	}
+	ro, err := store.Open(ctx, m.dir, store.Options{ReadOnly: true, KeyFile: m.keyFile, Logger: m.log})
 	if err != nil {
 		return err
 	}
-	m.releaseLocked()
-	return m.load(ctx, b, fn)
+	defer ro.Close()
+	return m.load(ctx, ro, fn)
 }
 
 // load hands fn the snapshot of b.
@@ -291,8 +301,8 @@ func statusJSON(s *Status) []byte {
 	return append(out, '\n')
 }
 
-// writeLocked runs fn on the backpack holding the writer lock, waiting
-// for it up to lockWait.
+// write runs fn on the backpack holding the writer lock, waiting for it
+// up to lockWait.
 func (m *MountSource) write(ctx context.Context, fn func(*store.Backpack) error) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
@@ -303,6 +313,7 @@ func (m *MountSource) write(ctx context.Context, fn func(*store.Backpack) error)
 	if err != nil {
 		return err
 	}
+	m.readOnly = false
 	defer m.releaseLocked()
 	return fn(b)
 }
