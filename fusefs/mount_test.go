@@ -393,6 +393,14 @@ func TestMountAppendGarbage(t *testing.T) {
 	if err := f.Close(); !errors.Is(err, syscall.EINVAL) {
 		t.Errorf("close with an invalid partial line: %v, want EINVAL", err)
 	}
+	// Read-write opens are refused (a shared writable mapping would
+	// reach the file in passthrough mode).
+	if f, err := os.OpenFile(filepath.Join(mnt, store.EventsPath), os.O_RDWR, 0); !errors.Is(err, syscall.EPERM) {
+		if err == nil {
+			f.Close()
+		}
+		t.Errorf("O_RDWR open: %v, want EPERM", err)
+	}
 	// Truncating is refused.
 	if err := os.WriteFile(filepath.Join(mnt, store.EventsPath), []byte("x\n"), 0o644); err == nil {
 		t.Error("O_TRUNC write accepted")
@@ -807,6 +815,19 @@ func TestMountLogBoundedBySnapshot(t *testing.T) {
 	}
 	if got, want := readFile(t, p), readFile(t, filepath.Join(fx.dir, store.EventsPath)); got != want {
 		t.Fatalf("events.ndjson after the append: %d bytes, disk %d", len(got), len(want))
+	}
+	// Garbage appended with cat (copy_file_range, splice) while the reader
+	// is open still goes through the checks.
+	garbage := filepath.Join(t.TempDir(), "garbage")
+	if err := os.WriteFile(garbage, []byte(strings.Repeat("not an event\n", 1000)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	logBefore := readFile(t, filepath.Join(fx.dir, store.EventsPath))
+	if out, err := exec.Command("sh", "-c", `cat "$1" >> "$2"`, "sh", garbage, p).CombinedOutput(); err == nil {
+		t.Errorf("cat garbage >> events.ndjson succeeded: %s", out)
+	}
+	if readFile(t, filepath.Join(fx.dir, store.EventsPath)) != logBefore {
+		t.Fatal("garbage reached the log")
 	}
 }
 

@@ -193,6 +193,14 @@ func (n *node) Open(ctx context.Context, flags uint32) (fs.FileHandle, uint32, s
 			n.s.log.Warn("mount: refused to open events.ndjson with O_TRUNC; append with >> instead")
 			return nil, 0, syscall.EPERM
 		}
+		if acc == syscall.O_RDWR {
+			// Appending needs only O_WRONLY. A file open for reading and
+			// writing could be mapped shared and written through the
+			// mapping, which in passthrough mode reaches the file on
+			// disk: refused in every mode.
+			n.s.log.Warn("mount: refused to open events.ndjson for reading and writing; open it write-only (>>) to append")
+			return nil, 0, syscall.EPERM
+		}
 		if acc != syscall.O_RDONLY {
 			// Writes are appends whatever offset the kernel computes
 			// (its idea of the size goes stale through FUSE), so no
