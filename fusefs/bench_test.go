@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/backpack-field/backpack/fusefs"
+	"github.com/backpack-field/backpack/internal/agent"
 	"github.com/backpack-field/backpack/internal/canon"
 	"github.com/backpack-field/backpack/internal/gen"
 	"github.com/backpack-field/backpack/internal/store"
@@ -99,8 +100,7 @@ func readAll(b *testing.B, p string, buf []byte) int64 {
 }
 
 // BenchmarkReadEvents reads the 100k-event events.ndjson (~45 MB) from
-// the disk (page cache warm) and through the mount, with and without the
-// kernel keeping its pages between opens.
+// the disk (page cache warm) and through the mount in each read mode.
 func BenchmarkReadEvents(b *testing.B) {
 	needFUSE(b)
 	benchFixtures(b)
@@ -121,12 +121,12 @@ func BenchmarkReadEvents(b *testing.B) {
 	b.Run("disk", func(b *testing.B) { run(b, disk) })
 	for _, mode := range []struct {
 		name string
-		opts fusefs.Options
+		opts agent.MountOptions
 	}{
-		{"mount-cache", fusefs.Options{ReadMode: fusefs.ReadCache}},
-		{"mount-plain", fusefs.Options{ReadMode: fusefs.ReadPlain}},
-		{"mount-direct", fusefs.Options{ReadMode: fusefs.ReadDirect}},
-		{"mount-passthrough", fusefs.Options{ReadMode: fusefs.ReadPassthrough}},
+		{"mount-cache", agent.MountOptions{ReadMode: fusefs.ReadCache}},
+		{"mount-plain", agent.MountOptions{ReadMode: fusefs.ReadPlain}},
+		{"mount-direct", agent.MountOptions{ReadMode: fusefs.ReadDirect}},
+		{"mount-passthrough-default", agent.MountOptions{ReadMode: fusefs.ReadPassthrough}},
 	} {
 		b.Run(mode.name, func(b *testing.B) {
 			_, mnt := mountFixture(b, gen100k, mode.opts)
@@ -142,7 +142,7 @@ func BenchmarkReadEvents(b *testing.B) {
 func BenchmarkLsR100kBeliefs(b *testing.B) {
 	needFUSE(b)
 	benchFixtures(b)
-	_, mnt := mountFixture(b, beliefs, fusefs.Options{})
+	_, mnt := mountFixture(b, beliefs, agent.MountOptions{})
 	for b.Loop() {
 		out, err := exec.Command("ls", "-R", filepath.Join(mnt, "state")).Output()
 		if err != nil {
@@ -161,11 +161,16 @@ func BenchmarkMountView(b *testing.B) {
 	for name, fx := range map[string]*fixture{"gen100k": gen100k, "beliefs100k": beliefs} {
 		b.Run(name, func(b *testing.B) {
 			for b.Loop() {
-				v, err := fusefs.NewView(context.Background(), fx.dir, fusefs.ViewOptions{NoStatus: true})
+				src, err := agent.NewMountSource(fx.dir, agent.MountSourceOptions{})
+				if err != nil {
+					b.Fatal(err)
+				}
+				v, err := fusefs.NewView(context.Background(), fx.dir, src)
 				if err != nil {
 					b.Fatal(err)
 				}
 				v.Close()
+				src.Close()
 			}
 		})
 	}
@@ -180,7 +185,7 @@ func BenchmarkInboxDrop(b *testing.B) {
 	small := newFixture(b)
 	for name, fx := range map[string]*fixture{"small": small, "gen100k": copyFixture(b, gen100k)} {
 		b.Run(name, func(b *testing.B) {
-			_, mnt := mountFixture(b, fx, fusefs.Options{})
+			_, mnt := mountFixture(b, fx, agent.MountOptions{})
 			rep := filepath.Join(b.TempDir(), "rep")
 			if err := os.CopyFS(rep, os.DirFS(fx.dir)); err != nil {
 				b.Fatal(err)
@@ -217,4 +222,42 @@ func copyFixture(b *testing.B, fx *fixture) *fixture {
 		b.Fatal(err)
 	}
 	return &fixture{base: fx.base, dir: dir, key: fx.key}
+}
+
+// BenchmarkViewerAfterAppend builds the view that follows one event
+// appended (through the mount's source, untimed) to the 100k-event
+// backpack: what a change costs the mount before it shows it, once the
+// view is updated rather than rebuilt.
+func BenchmarkViewerAfterAppend(b *testing.B) {
+	benchFixtures(b)
+	fx := copyFixture(b, gen100k)
+	ctx := context.Background()
+	src, err := agent.NewMountSource(fx.dir, agent.MountSourceOptions{KeyFile: fx.key})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer src.Close()
+	vw := fusefs.NewViewer(fx.dir, src)
+	v, err := vw.View(ctx)
+	if err != nil {
+		b.Fatal(err)
+	}
+	v.Close()
+	i := 0
+	for b.Loop() {
+		b.StopTimer()
+		i++
+		if _, err := src.Record(ctx, body("OBSERVATION", fmt.Sprintf("append_%d", i), "n", canon.IntValue(int64(i)), 0.9)); err != nil {
+			b.Fatal(err)
+		}
+		b.StartTimer()
+		v, err := vw.View(ctx)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if v.Info.Full {
+			b.Fatal("the view was built from scratch")
+		}
+		v.Close()
+	}
 }

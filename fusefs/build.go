@@ -2,7 +2,6 @@ package fusefs
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"hash/fnv"
@@ -14,11 +13,6 @@ import (
 	"strconv"
 	"strings"
 	"time"
-
-	"github.com/backpack-field/backpack/internal/agent"
-	"github.com/backpack-field/backpack/internal/canon"
-	"github.com/backpack-field/backpack/internal/store"
-	"github.com/backpack-field/backpack/reducer"
 )
 
 // Permissions the mount shows.
@@ -29,7 +23,6 @@ const (
 	permDropDir  = 0o755 // new/ and inbox/
 	maxOwnFile   = 16 << 20
 	maxOwnFiles  = 10000
-	statusWait   = 2 * time.Second
 	dirNew       = "new"
 	dirInbox     = "inbox"
 	dirState     = "state"
@@ -44,65 +37,52 @@ const (
 	suffixError  = ".error"
 )
 
+// The backpack's own files the mount shows byte for byte (the Provara
+// layout), besides the log.
+const (
+	manifestFile    = "manifest.json"
+	manifestSigFile = "manifest.sig"
+	merkleRootFile  = "merkle_root.txt"
+)
+
 // builder makes views of one backpack. It keeps the log index between
 // builds, so only the goroutine that builds views may use it.
 type builder struct {
-	dir     string
-	keyFile string
-	log     *slog.Logger
-	// noStatus leaves status.json out of views (tests of the view).
-	noStatus bool
+	dir string // the backpack
+	src Source
+	log *slog.Logger
+	// status is status.json's content (nil: no such file).
+	status []byte
 
-	idx *logIndex
+	idx       *logIndex
+	state     stateTree
+	timelines timelines
 }
 
-// build makes a view of the backpack as it is now.
+// build loads the backpack from the source and makes a view of it.
 func (b *builder) build(ctx context.Context) (*View, error) {
-	now := time.Now()
-	// status.json opens the backpack a second time when no agent runs:
-	// build it on the other core meanwhile.
-	var status chan []byte
-	if !b.noStatus {
-		if g, err := store.ReadGenesis(b.dir); err == nil {
-			status = make(chan []byte, 1)
-			go func() { status <- b.status(ctx, g.UID) }()
-			defer func() {
-				if status != nil {
-					<-status // an error return: wait for it all the same
-				}
-			}()
-		}
-	}
-	bp, err := store.Open(ctx, b.dir, store.Options{ReadOnly: true, KeyFile: b.keyFile, Logger: b.log})
-	if err != nil {
-		return nil, err
-	}
-	snap := bp.Snapshot()
-	root := newTree("", permDir, now)
-	info := ViewInfo{UID: snap.UID, Events: snap.EventCount, LogSize: snap.LogSize, MerkleRoot: snap.MerkleRoot}
-	err = bp.WithState(func(s *reducer.State) error {
-		n, err := addState(root, s, now, b.log)
-		info.Beliefs = n
+	var v *View
+	err := b.src.Load(ctx, func(snap *Snapshot) error {
+		var err error
+		v, err = b.buildFrom(ctx, snap)
 		return err
 	})
 	if err != nil {
-		bp.Close()
+		if v != nil {
+			v.Close()
+		}
 		return nil, err
 	}
-	held := map[string][]store.HeldEvent{}
-	for _, kind := range []string{"quarantine", "pending", "forks"} {
-		if held[kind], err = bp.Held(kind); err != nil {
-			bp.Close()
-			return nil, fmt.Errorf("read held %s events: %w", kind, err)
-		}
-	}
-	records, err := bp.ForkRecords()
-	if err != nil {
-		b.log.Warn("mount: fork records unreadable", "err", err)
-	}
-	bp.Close()
+	return v, nil
+}
 
-	f, err := os.Open(filepath.Join(b.dir, filepath.FromSlash(store.EventsPath)))
+// buildFrom makes a view of snap.
+func (b *builder) buildFrom(ctx context.Context, snap *Snapshot) (*View, error) {
+	now := time.Now()
+	if snap.Status != nil {
+		b.status = snap.Status
+	}
+	f, err := os.Open(filepath.Join(b.dir, filepath.FromSlash(eventsPath)))
 	if err != nil {
 		return nil, err
 	}
@@ -112,68 +92,43 @@ func (b *builder) build(ctx context.Context) (*View, error) {
 		return nil, fmt.Errorf("events.ndjson changed while the view was built; retry")
 	}
 	lf := newLogFile(f)
-	v := &View{log: lf, built: now, Info: info}
-	if b.idx, err = b.idx.update(ctx, f, snap.LogSize); err != nil {
+	v := &View{log: lf, built: now}
+	x, grown, err := b.idx.update(ctx, f, snap.LogSize)
+	if err != nil {
 		v.Close()
 		b.idx = nil
 		return nil, fmt.Errorf("index events.ndjson: %w", err)
 	}
-	x := b.idx
+	b.idx = x
+	info := ViewInfo{UID: snap.UID, Events: snap.Events, LogSize: snap.LogSize, MerkleRoot: snap.MerkleRoot}
 	if x.size < snap.LogSize {
 		info.LogSize = x.size // an unfinished last line is not shown
 	}
+	logVersion := versionOf("log", x.generation, uint64(info.LogSize))
+	state, full := b.state.update(snap.State, x.generation, logVersion, grown, now, b.log)
+	info.Beliefs = b.state.beliefs()
+	info.Full = full
+
+	root := newTree("", permDir, now)
 	// The log's own mtime: the kernel drops cached pages when it changes.
-	root.add(store.EventsPath, &entry{lr: &logRange{f: lf, size: info.LogSize}, perm: permAppend, mtime: fi.ModTime(),
-		version: versionOf("log", x.generation, uint64(info.LogSize))})
-	addTimelines(root, x, lf, now)
-	addForks(root, x, f, records, held["forks"], now, b.log)
-	addHeld(root, dirQuarant, held["quarantine"], now)
-	addHeld(root, dirPending, held["pending"], now)
+	root.add(eventsPath, &entry{lr: &logRange{f: lf, size: info.LogSize}, perm: permAppend, mtime: fi.ModTime(),
+		version: logVersion, ino: pathIno(fmt.Sprintf("%s\x00%d:%d", eventsPath, x.dev, x.ino))})
+	addTimelines(root, x, &b.timelines, lf, now)
+	addForks(root, x, f, snap.ForkRecords, snap.ForkHeld, now, b.log)
+	addHeld(root, dirQuarant, snap.Quarantine, now)
+	addHeld(root, dirPending, snap.Pending, now)
 	if err := addOwnFiles(root, b.dir, now, b.log); err != nil {
 		v.Close()
 		return nil, err
 	}
 	root.mkdir(dirNew).perm = permDropDir
 	root.mkdir(dirInbox).perm = permDropDir
-	if status != nil {
-		root.add(fileStatus, fileEntry(<-status, now))
-		status = nil
+	if b.status != nil {
+		root.add(fileStatus, fileEntry(b.status, now))
 	}
 	v.Info = info
-	v.root = root.freeze()
+	v.root = root.freeze().withChild(dirState, state)
 	return v, nil
-}
-
-// status returns status.json: the running agent's status, or the status
-// built from the backpack when no agent runs.
-func (b *builder) status(ctx context.Context, uid string) []byte {
-	st, err := queryStatus(ctx, b.dir, b.keyFile, uid)
-	if err != nil {
-		b.log.Warn("mount: status unavailable", "err", err)
-		return []byte(fmt.Sprintf("{\"error\": %q}\n", err.Error()))
-	}
-	return st
-}
-
-func queryStatus(ctx context.Context, dir, keyFile, uid string) ([]byte, error) {
-	dev, err := store.DeviceDir(uid, dir)
-	if err != nil {
-		return nil, err
-	}
-	qctx, cancel := context.WithTimeout(ctx, statusWait)
-	defer cancel()
-	st, err := agent.Query(qctx, agent.SocketPath(dev), "status")
-	if errors.Is(err, agent.ErrNoAgent) || (err != nil && qctx.Err() != nil && ctx.Err() == nil) {
-		st, err = agent.OfflineStatus(ctx, dir, keyFile)
-	}
-	if err != nil {
-		return nil, err
-	}
-	out, err := json.MarshalIndent(st, "", "  ")
-	if err != nil {
-		return nil, err
-	}
-	return append(out, '\n'), nil
 }
 
 func fileEntry(data []byte, mtime time.Time) *entry {
@@ -214,61 +169,62 @@ func BeliefPath(namespace, key string) string {
 	return dirState + "/" + namespace + "/" + EscapeName(s) + "/" + EscapeName(p)
 }
 
-// addState adds state/state.json and one file per belief.
-func addState(root *treeBuilder, s *reducer.State, now time.Time, log *slog.Logger) (int, error) {
-	js, err := s.ExportJSON()
-	if err != nil {
-		// A state the reference cannot hash (SPEC: it raises) still has
-		// beliefs worth showing; state.json says why it is missing.
-		log.Warn("mount: state.json unavailable", "err", err)
-		js = []byte(fmt.Sprintf("{\"error\": %q}", err.Error()))
+// timelines are the runs of log bytes of each actor, kept between builds
+// and extended with the lines the index gained. Published views share
+// the segment lists: a build only appends to them, and merges a line
+// into the run before it only when that run was made in the same build.
+// Only the goroutine that builds views uses it.
+type timelines struct {
+	gen    uint64 // the index generation the lists follow
+	recs   int    // index records taken in
+	segs   [][]segment
+	sizes  []int64
+	sealed []int // per actor, segments a published view may read
+}
+
+// update takes in the records x gained since the last call (all of them
+// after a rebuilt index).
+func (tl *timelines) update(x *logIndex) {
+	if tl.gen != x.generation || tl.recs > len(x.recs) {
+		*tl = timelines{gen: x.generation}
 	}
-	root.add(fileState, fileEntry(append(js, '\n'), now))
-	n := 0
-	for _, ns := range []reducer.Namespace{reducer.Canonical, reducer.Local, reducer.Contested, reducer.Archived} {
-		root.mkdir(dirState + "/" + ns.String())
-		for key, val := range s.Entries(ns) {
-			v := val
-			if ns == reducer.Canonical || ns == reducer.Local {
-				v = val.Field("value")
-			}
-			data, err := canon.Encode(v)
-			if err != nil {
-				data = []byte(fmt.Sprintf("{\"error\": %q}", err.Error()))
-			}
-			root.add(BeliefPath(ns.String(), key), fileEntry(append(data, '\n'), now))
-			n++
+	for len(tl.segs) < len(x.actors) {
+		tl.segs = append(tl.segs, nil)
+		tl.sizes = append(tl.sizes, 0)
+		tl.sealed = append(tl.sealed, 0)
+	}
+	for _, r := range x.recs[tl.recs:] {
+		a := r.actor
+		s := tl.segs[a]
+		if n := len(s); n > tl.sealed[a] && s[n-1].off+s[n-1].n == r.off {
+			s[n-1].n += r.n // adjacent lines of one actor read as one run
+		} else {
+			s = append(s, segment{off: r.off, pos: tl.sizes[a], n: r.n})
 		}
+		tl.segs[a] = s
+		tl.sizes[a] += r.n
 	}
-	return n, nil
+	tl.recs = len(x.recs)
+	for a := range tl.segs {
+		tl.sealed[a] = len(tl.segs[a])
+	}
 }
 
 // addTimelines adds timeline/<actor>.ndjson: each actor's event lines in
 // log order, byte for byte.
-func addTimelines(root *treeBuilder, x *logIndex, lf *logFile, now time.Time) {
+func addTimelines(root *treeBuilder, x *logIndex, tl *timelines, lf *logFile, now time.Time) {
 	root.mkdir(dirTimeline)
-	segs := make([][]segment, len(x.actors))
-	sizes := make([]int64, len(x.actors))
-	for _, r := range x.recs {
-		a := r.actor
-		s := segs[a]
-		if n := len(s); n > 0 && s[n-1].off+s[n-1].n == r.off {
-			s[n-1].n += r.n // adjacent lines of one actor read as one run
-		} else {
-			s = append(s, segment{off: r.off, pos: sizes[a], n: r.n})
-		}
-		segs[a] = s
-		sizes[a] += r.n
-	}
+	tl.update(x)
 	for a, actor := range x.actors {
+		segs := tl.segs[a][:len(tl.segs[a]):len(tl.segs[a])]
 		last := int64(0)
-		if n := len(segs[a]); n > 0 {
-			last = segs[a][n-1].off
+		if n := len(segs); n > 0 {
+			last = segs[n-1].off
 		}
 		root.add(dirTimeline+"/"+EscapeName(actor)+".ndjson", &entry{
-			lr:    &logRange{f: lf, size: sizes[a], segs: segs[a]},
+			lr:    &logRange{f: lf, size: tl.sizes[a], segs: segs},
 			perm:  permFile,
-			mtime: now, version: versionOf("timeline", x.generation, uint64(sizes[a]), uint64(last)),
+			mtime: now, version: versionOf("timeline", x.generation, uint64(tl.sizes[a]), uint64(last)),
 		})
 	}
 }
@@ -277,7 +233,7 @@ func addTimelines(root *treeBuilder, x *logIndex, lf *logFile, now time.Time) {
 // event (<event_id>.json, the line as the log holds it; a second content
 // of an event id kept aside is <event_id>.held.json, .held-2.json, ...)
 // and the device's record of the fork (record.json) when it has one.
-func addForks(root *treeBuilder, x *logIndex, f *os.File, records []store.ForkRecord, held []store.HeldEvent, now time.Time, log *slog.Logger) {
+func addForks(root *treeBuilder, x *logIndex, f *os.File, records []ForkRecord, held []Held, now time.Time, log *slog.Logger) {
 	root.mkdir(dirForks)
 	type fork struct {
 		actor, point string
@@ -294,13 +250,8 @@ func addForks(root *treeBuilder, x *logIndex, f *os.File, records []store.ForkRe
 	}
 	for _, r := range records {
 		fk := get(r.Actor, r.ForkPoint)
-		for id := range r.Sources {
-			fk.ids = append(fk.ids, id)
-		}
-		data, err := json.MarshalIndent(r, "", "  ")
-		if err == nil {
-			fk.record = append(data, '\n')
-		}
+		fk.ids = append(fk.ids, r.EventIDs...)
+		fk.record = r.JSON
 	}
 	for k, recs := range x.forks {
 		actor, point, _ := strings.Cut(k, "\x00")
@@ -309,7 +260,7 @@ func addForks(root *treeBuilder, x *logIndex, f *os.File, records []store.ForkRe
 			fk.ids = append(fk.ids, x.recs[i].id)
 		}
 	}
-	heldByID := map[string][]store.HeldEvent{}
+	heldByID := map[string][]Held{}
 	for _, h := range held {
 		heldByID[h.EventID] = append(heldByID[h.EventID], h)
 	}
@@ -343,7 +294,7 @@ func addForks(root *treeBuilder, x *logIndex, f *os.File, records []store.ForkRe
 
 // addHeld adds one JSON file per held event under dir: <event_id>.json,
 // or held-<n>.json for a line without an id.
-func addHeld(root *treeBuilder, dir string, held []store.HeldEvent, now time.Time) {
+func addHeld(root *treeBuilder, dir string, held []Held, now time.Time) {
 	root.mkdir(dir)
 	used := map[string]bool{}
 	for i, h := range held {
@@ -356,17 +307,13 @@ func addHeld(root *treeBuilder, dir string, held []store.HeldEvent, now time.Tim
 			name = base + "-" + strconv.Itoa(n) + ".json"
 		}
 		used[name] = true
-		data, err := json.MarshalIndent(h, "", "  ")
-		if err != nil {
-			continue
-		}
-		root.add(dir+"/"+name, fileEntry(append(data, '\n'), now))
+		root.add(dir+"/"+name, fileEntry(h.JSON, now))
 	}
 }
 
 // ownFiles are the backpack's own files the mount shows (besides the log),
 // byte for byte; identity/ and policies/ are walked.
-var ownFiles = []string{store.ManifestPath, store.ManifestSigPath, store.MerkleRootPath}
+var ownFiles = []string{manifestFile, manifestSigFile, merkleRootFile}
 var ownDirs = []string{"identity", "policies"}
 
 // hiddenOwnFile reports whether a backpack file must not be shown: private
@@ -455,22 +402,24 @@ func addOwnFiles(root *treeBuilder, dir string, now time.Time, log *slog.Logger)
 	return nil
 }
 
-// ViewOptions configures NewView.
-type ViewOptions struct {
-	KeyFile string       // the device key file (for the status; optional)
-	Logger  *slog.Logger // default: discard
-	// NoStatus leaves status.json out (it asks a running agent, or opens
-	// the backpack a second time).
-	NoStatus bool
+// A Viewer builds successive views of one backpack from a Source. A view
+// after the first reuses the previous one's state/ where the log only
+// grew: it looks up and re-encodes only the beliefs the new lines touch
+// (ViewInfo.Full says when it built them all). A Viewer is for one
+// goroutine at a time.
+type Viewer struct{ b builder }
+
+// NewViewer returns a Viewer of the backpack in dir that src loads.
+func NewViewer(dir string, src Source) *Viewer {
+	return &Viewer{b: builder{dir: dir, src: src, log: slog.New(slog.DiscardHandler)}}
 }
 
-// NewView builds a view of the backpack in dir as it is now. The caller
+// View builds a view of the backpack as src loads it now. The caller
 // closes it.
-func NewView(ctx context.Context, dir string, opts ViewOptions) (*View, error) {
-	lg := opts.Logger
-	if lg == nil {
-		lg = slog.New(slog.DiscardHandler)
-	}
-	b := &builder{dir: dir, keyFile: opts.KeyFile, log: lg, noStatus: opts.NoStatus}
-	return b.build(ctx)
+func (vw *Viewer) View(ctx context.Context) (*View, error) { return vw.b.build(ctx) }
+
+// NewView builds a view of the backpack in dir as src loads it now. The
+// caller closes it.
+func NewView(ctx context.Context, dir string, src Source) (*View, error) {
+	return NewViewer(dir, src).View(ctx)
 }

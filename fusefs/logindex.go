@@ -9,6 +9,7 @@ import (
 	"sync/atomic"
 	"syscall"
 
+	"github.com/backpack-field/backpack/internal/canon"
 	"github.com/backpack-field/backpack/internal/scan"
 )
 
@@ -57,24 +58,82 @@ var indexGen atomic.Uint64
 
 func forkKey(actor, prev string) string { return actor + "\x00" + prev }
 
+// growth is what extending an index added: the belief keys the new lines
+// touch, for a view that updates only those.
+type growth struct {
+	keys map[string]bool
+	// opaque is set when a new line's effect on the state cannot be
+	// told from the line (not an event the reducer reads as usual).
+	opaque bool
+}
+
+// note records what one new line does to the reducer state, as
+// reducer.State.Apply reads it: OBSERVATION, ASSERTION, ATTESTATION and
+// RETRACTION touch the belief "subject:predicate" of their payload (none
+// when either is absent or empty), other types no belief. Anything the
+// rules here do not cover exactly (non-string names, a payload that is
+// not an object, an unparsable line) makes the growth opaque.
+func (g *growth) note(it *scan.Item) {
+	if it.Err != nil {
+		g.opaque = true
+		return
+	}
+	v := it.Value
+	if v.Kind() != canon.Object {
+		return
+	}
+	typ := v.Field("type")
+	if typ.Kind() != canon.String {
+		return
+	}
+	switch typ.Str() {
+	case "OBSERVATION", "ASSERTION", "ATTESTATION", "RETRACTION":
+	default:
+		return
+	}
+	payload := v.Field("payload")
+	if payload.Kind() != canon.Object {
+		g.opaque = true
+		return
+	}
+	subject, predicate := payload.Field("subject"), payload.Field("predicate")
+	for _, n := range []canon.Value{subject, predicate} {
+		switch n.Kind() {
+		case canon.Null:
+			return // absent: no belief
+		case canon.String:
+			if n.Str() == "" {
+				return
+			}
+		default:
+			g.opaque = true
+			return
+		}
+	}
+	g.keys[subject.Str()+":"+predicate.Str()] = true
+}
+
 // update brings x to the first size bytes of f, extending it when the
 // already indexed part is unchanged and rebuilding it otherwise. It
-// returns the index to use (x itself or a new one).
-func (x *logIndex) update(ctx context.Context, f *os.File, size int64) (*logIndex, error) {
+// returns the index to use (x itself or a new one) and, when x was
+// extended, what the new lines touch (nil after a rebuild).
+func (x *logIndex) update(ctx context.Context, f *os.File, size int64) (*logIndex, *growth, error) {
 	fi, err := f.Stat()
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	var dev, ino uint64
 	if st, ok := fi.Sys().(*syscall.Stat_t); ok {
 		dev, ino = uint64(st.Dev), st.Ino
 	}
+	g := &growth{keys: map[string]bool{}}
 	if x == nil || x.dev != dev || x.ino != ino || size < x.size || !x.tailMatches(f) {
 		x = newLogIndex()
 		x.dev, x.ino = dev, ino
+		g = nil
 	}
 	if size == x.size {
-		return x, nil
+		return x, g, nil
 	}
 	start := x.size
 	end := start
@@ -83,6 +142,9 @@ func (x *logIndex) update(ctx context.Context, f *os.File, size int64) (*logInde
 			return nil // a torn or unfinished last line: not an event yet
 		}
 		end = it.End
+		if g != nil {
+			g.note(it)
+		}
 		if it.Event == nil || it.EventErr != nil || it.Event.ID == "" {
 			return nil
 		}
@@ -90,7 +152,7 @@ func (x *logIndex) update(ctx context.Context, f *os.File, size int64) (*logInde
 		return nil
 	})
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	// Blank lines after the last event belong to the indexed part too.
 	if end < size {
@@ -100,7 +162,7 @@ func (x *logIndex) update(ctx context.Context, f *os.File, size int64) (*logInde
 	}
 	x.size = end
 	x.tail = tailSum(f, end)
-	return x, nil
+	return x, g, nil
 }
 
 func (x *logIndex) add(off, end int64, actor, id, prev string) {

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"log/slog"
 	"os"
@@ -19,6 +20,7 @@ import (
 
 	"github.com/backpack-field/backpack/bundles"
 	"github.com/backpack-field/backpack/fusefs"
+	"github.com/backpack-field/backpack/internal/agent"
 	"github.com/backpack-field/backpack/internal/canon"
 	"github.com/backpack-field/backpack/internal/pytime"
 	"github.com/backpack-field/backpack/internal/store"
@@ -44,7 +46,7 @@ func helperMount(spec string) int {
 	parts := strings.Split(spec, "|")
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	srv, err := fusefs.Mount(ctx, fusefs.Options{Dir: parts[0], Mountpoint: parts[1], KeyFile: parts[2],
+	srv, err := agent.Mount(ctx, agent.MountOptions{Dir: parts[0], Mountpoint: parts[1], KeyFile: parts[2],
 		Logger: slog.New(slog.NewTextHandler(os.Stderr, nil))})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "mount:", err)
@@ -78,7 +80,7 @@ func needFUSE(t testing.TB) {
 
 // mountFixture mounts fx on a temp dir, unmounted at cleanup; a panic in a
 // handler fails the test.
-func mountFixture(t testing.TB, fx *fixture, opts fusefs.Options) (*fusefs.Server, string) {
+func mountFixture(t testing.TB, fx *fixture, opts agent.MountOptions) (*agent.Mounted, string) {
 	t.Helper()
 	needFUSE(t)
 	mnt := filepath.Join(t.TempDir(), "mnt")
@@ -99,7 +101,7 @@ func mountFixture(t testing.TB, fx *fixture, opts fusefs.Options) (*fusefs.Serve
 		defer mu.Unlock()
 		t.Errorf("panic in a FUSE handler: %v", p)
 	}
-	srv, err := fusefs.Mount(context.Background(), opts)
+	srv, err := agent.Mount(context.Background(), opts)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -148,7 +150,7 @@ func readFile(t testing.TB, p string) string {
 // built apart (everything), and checks that no private key is reachable.
 func TestMountMatchesDiskAndView(t *testing.T) {
 	fx := newFixture(t)
-	_, mnt := mountFixture(t, fx, fusefs.Options{})
+	_, mnt := mountFixture(t, fx, agent.MountOptions{})
 	if got := fusefs.MountType(mnt); got != "fuse.backpack" {
 		t.Errorf("mount type %q, want fuse.backpack", got)
 	}
@@ -212,7 +214,7 @@ func TestMountMatchesDiskAndView(t *testing.T) {
 // `backpack state`.
 func TestMountStateMatchesCLI(t *testing.T) {
 	fx := newFixture(t)
-	_, mnt := mountFixture(t, fx, fusefs.Options{})
+	_, mnt := mountFixture(t, fx, agent.MountOptions{})
 	bin := buildCLI(t)
 	out, err := exec.Command(bin, "state", "--canonical", fx.dir).Output()
 	if err != nil {
@@ -285,7 +287,7 @@ func replicaLines(t testing.TB, fx *fixture, bodies ...canon.Value) [][]byte {
 // state change through the mount.
 func TestMountAppendLine(t *testing.T) {
 	fx := newFixture(t)
-	_, mnt := mountFixture(t, fx, fusefs.Options{})
+	_, mnt := mountFixture(t, fx, agent.MountOptions{})
 	lines := replicaLines(t, fx,
 		body("OBSERVATION", "pump_9", "status", canon.StringValue("running"), 0.9),
 		body("OBSERVATION", "pump_9", "flow", canon.IntValue(12), 0.9))
@@ -352,7 +354,7 @@ func TestMountAppendLine(t *testing.T) {
 // log does not change.
 func TestMountAppendGarbage(t *testing.T) {
 	fx := newFixture(t)
-	_, mnt := mountFixture(t, fx, fusefs.Options{})
+	_, mnt := mountFixture(t, fx, agent.MountOptions{})
 	logPath := filepath.Join(fx.dir, store.EventsPath)
 	before := readFile(t, logPath)
 	good := replicaLines(t, fx, body("OBSERVATION", "x", "y", canon.IntValue(1), 0.9))[0]
@@ -390,6 +392,14 @@ func TestMountAppendGarbage(t *testing.T) {
 	}
 	if err := f.Close(); !errors.Is(err, syscall.EINVAL) {
 		t.Errorf("close with an invalid partial line: %v, want EINVAL", err)
+	}
+	// Read-write opens are refused (a shared writable mapping would
+	// reach the file in passthrough mode).
+	if f, err := os.OpenFile(filepath.Join(mnt, store.EventsPath), os.O_RDWR, 0); !errors.Is(err, syscall.EPERM) {
+		if err == nil {
+			f.Close()
+		}
+		t.Errorf("O_RDWR open: %v, want EPERM", err)
 	}
 	// Truncating is refused.
 	if err := os.WriteFile(filepath.Join(mnt, store.EventsPath), []byte("x\n"), 0o644); err == nil {
@@ -460,7 +470,7 @@ func exportFrom(t testing.TB, fx *fixture, rep string, bodies ...canon.Value) []
 // TestMountInbox drops a bundle into inbox/ and sees its events.
 func TestMountInbox(t *testing.T) {
 	fx := newFixture(t)
-	_, mnt := mountFixture(t, fx, fusefs.Options{})
+	_, mnt := mountFixture(t, fx, agent.MountOptions{})
 	data := exportBundle(t, fx, body("OBSERVATION", "bridge_4", "passable", canon.BoolValue(false), 0.9))
 	src := filepath.Join(t.TempDir(), "delta.bpb")
 	os.WriteFile(src, data, 0o644)
@@ -496,7 +506,7 @@ func TestMountInbox(t *testing.T) {
 // TestMountNew records an observation by writing a JSON file into new/.
 func TestMountNew(t *testing.T) {
 	fx := newFixture(t)
-	_, mnt := mountFixture(t, fx, fusefs.Options{})
+	_, mnt := mountFixture(t, fx, agent.MountOptions{})
 	obs := `{"subject": "tent_12", "predicate": "occupants", "value": 4, "confidence": 0.8}`
 	if err := os.WriteFile(filepath.Join(mnt, "new/tent.json"), []byte(obs), 0o644); err != nil {
 		t.Fatal(err)
@@ -539,7 +549,7 @@ func TestMountNew(t *testing.T) {
 // kernel's caches are invalidated).
 func TestMountInvalidation(t *testing.T) {
 	fx := newFixture(t)
-	_, mnt := mountFixture(t, fx, fusefs.Options{ReadMode: fusefs.ReadCache})
+	_, mnt := mountFixture(t, fx, agent.MountOptions{ReadMode: fusefs.ReadCache})
 	statePath := filepath.Join(mnt, "state/canonical/door_02/status")
 	logPath := filepath.Join(mnt, store.EventsPath)
 	if got := readFile(t, statePath); got != "\"broken\"\n" {
@@ -581,7 +591,7 @@ func TestMountInvalidation(t *testing.T) {
 // state.json read parses (never half of one snapshot and half of another).
 func TestMountConcurrentReaders(t *testing.T) {
 	fx := newFixture(t)
-	_, mnt := mountFixture(t, fx, fusefs.Options{})
+	_, mnt := mountFixture(t, fx, agent.MountOptions{})
 	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
 	errs := make(chan error, 4)
@@ -648,8 +658,11 @@ func startHelper(t *testing.T, fx *fixture, mnt string) *exec.Cmd {
 			syscall.Unmount(mnt, syscall.MNT_DETACH)
 		}
 	})
+	// Wait for Mount to return, not only for the mount to answer: until
+	// then go-fuse holds a file of the mount open (its poll probe), and a
+	// process killed with it open hangs in its own FUSE flush forever.
 	eventually(t, "helper mounted", func() error {
-		if fusefs.MountType(mnt) != "fuse.backpack" {
+		if fusefs.MountType(mnt) != "fuse.backpack" || (!strings.Contains(out.String(), "\nmounted\n") && !strings.HasPrefix(out.String(), "mounted\n")) {
 			return fmt.Errorf("not mounted; helper says: %s", out.String())
 		}
 		_, err := os.Stat(filepath.Join(mnt, "state/state.json"))
@@ -699,7 +712,7 @@ func TestMountRecoversStaleMount(t *testing.T) {
 	if _, err := os.Stat(mnt); !errors.Is(err, syscall.ENOTCONN) {
 		t.Fatalf("after kill: stat %v, want ENOTCONN (a stale mount)", err)
 	}
-	srv, err := fusefs.Mount(context.Background(), fusefs.Options{Dir: fx.dir, Mountpoint: mnt, KeyFile: fx.key})
+	srv, err := agent.Mount(context.Background(), agent.MountOptions{Dir: fx.dir, Mountpoint: mnt, KeyFile: fx.key})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -708,7 +721,7 @@ func TestMountRecoversStaleMount(t *testing.T) {
 		t.Fatalf("after recovery: %q", got)
 	}
 	// A live mount is not taken over.
-	if _, err := fusefs.Mount(context.Background(), fusefs.Options{Dir: fx.dir, Mountpoint: mnt}); !errors.Is(err, fusefs.ErrMounted) {
+	if _, err := agent.Mount(context.Background(), agent.MountOptions{Dir: fx.dir, Mountpoint: mnt}); !errors.Is(err, fusefs.ErrMounted) {
 		t.Fatalf("second mount: %v, want ErrMounted", err)
 	}
 }
@@ -717,11 +730,11 @@ func TestMountRecoversStaleMount(t *testing.T) {
 func TestMountErrors(t *testing.T) {
 	needFUSE(t)
 	fx := newFixture(t)
-	_, err := fusefs.Mount(context.Background(), fusefs.Options{Dir: fx.dir, Mountpoint: filepath.Join(fx.base, "nope")})
+	_, err := agent.Mount(context.Background(), agent.MountOptions{Dir: fx.dir, Mountpoint: filepath.Join(fx.base, "nope")})
 	if err == nil || !strings.Contains(err.Error(), "does not exist") {
 		t.Errorf("missing mount point: %v", err)
 	}
-	_, err = fusefs.Mount(context.Background(), fusefs.Options{Dir: fx.base, Mountpoint: t.TempDir()})
+	_, err = agent.Mount(context.Background(), agent.MountOptions{Dir: fx.base, Mountpoint: t.TempDir()})
 	if !errors.Is(err, store.ErrNotBackpack) {
 		t.Errorf("not a backpack: %v", err)
 	}
@@ -730,10 +743,10 @@ func TestMountErrors(t *testing.T) {
 // TestMountReadModes: in every read mode events.ndjson reads as on disk,
 // before and after the log grows.
 func TestMountReadModes(t *testing.T) {
-	for _, mode := range []fusefs.ReadMode{fusefs.ReadCache, fusefs.ReadPlain, fusefs.ReadDirect, fusefs.ReadPassthrough} {
-		t.Run("mode="+string(mode), func(t *testing.T) {
+	for name, mode := range map[string]fusefs.ReadMode{"passthrough": fusefs.ReadPassthrough, "cache": fusefs.ReadCache, "plain": fusefs.ReadPlain, "direct": fusefs.ReadDirect} {
+		t.Run(name, func(t *testing.T) {
 			fx := newFixture(t)
-			_, mnt := mountFixture(t, fx, fusefs.Options{ReadMode: mode})
+			_, mnt := mountFixture(t, fx, agent.MountOptions{ReadMode: mode})
 			p := filepath.Join(mnt, store.EventsPath)
 			disk := filepath.Join(fx.dir, store.EventsPath)
 			if readFile(t, p) != readFile(t, disk) {
@@ -748,5 +761,111 @@ func TestMountReadModes(t *testing.T) {
 				return nil
 			})
 		})
+	}
+}
+
+// TestMountLogBoundedBySnapshot: in the default (passthrough) mode, a file
+// opened while the log on disk is ahead of the view reads the view's
+// bytes; a file opened before reads the file as on disk (the documented
+// exception); and appends through the mount work while a passthrough
+// reader holds the log open.
+func TestMountLogBoundedBySnapshot(t *testing.T) {
+	fx := newFixture(t)
+	// A long settle period: the watcher does not rebuild the view
+	// during the test.
+	srv, mnt := mountFixture(t, fx, agent.MountOptions{Settle: time.Hour})
+	p := filepath.Join(mnt, store.EventsPath)
+	before := readFile(t, p)
+	if before != readFile(t, filepath.Join(fx.dir, store.EventsPath)) {
+		t.Fatal("events.ndjson differs from disk")
+	}
+	held, err := os.Open(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer held.Close()
+	fx.append(t, body("OBSERVATION", "late", "n", canon.IntValue(1), 0.9))
+	disk := readFile(t, filepath.Join(fx.dir, store.EventsPath))
+	if len(disk) <= len(before) {
+		t.Fatal("the log did not grow")
+	}
+	if got := readFile(t, p); got != before {
+		t.Fatalf("events.ndjson through the mount has %d bytes before the view changed, want the view's %d (disk has %d)", len(got), len(before), len(disk))
+	}
+	if got, err := io.ReadAll(held); err != nil || string(got) != disk {
+		t.Fatalf("a file opened before the append: %d bytes, %v; want the disk's %d", len(got), err, len(disk))
+	}
+	// An append through the mount while the reader is open.
+	if err := srv.Refresh(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	line := replicaLines(t, fx, body("OBSERVATION", "later", "n", canon.IntValue(2), 0.9))
+	f, err := os.OpenFile(p, os.O_WRONLY|os.O_APPEND, 0)
+	if err != nil {
+		t.Fatalf("open for appending while a reader holds the log: %v", err)
+	}
+	if _, err := f.Write(append(line[len(line)-1], '\n')); err != nil {
+		t.Fatalf("append while a reader holds the log: %v", err)
+	}
+	if err := f.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if got := readFile(t, filepath.Join(mnt, "state/local/later/n")); got != "2\n" {
+		t.Fatalf("state after the append: %q", got)
+	}
+	if got, want := readFile(t, p), readFile(t, filepath.Join(fx.dir, store.EventsPath)); got != want {
+		t.Fatalf("events.ndjson after the append: %d bytes, disk %d", len(got), len(want))
+	}
+	// Garbage appended with cat (copy_file_range, splice) while the reader
+	// is open still goes through the checks.
+	garbage := filepath.Join(t.TempDir(), "garbage")
+	if err := os.WriteFile(garbage, []byte(strings.Repeat("not an event\n", 1000)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	logBefore := readFile(t, filepath.Join(fx.dir, store.EventsPath))
+	if out, err := exec.Command("sh", "-c", `cat "$1" >> "$2"`, "sh", garbage, p).CombinedOutput(); err == nil {
+		t.Errorf("cat garbage >> events.ndjson succeeded: %s", out)
+	}
+	if readFile(t, filepath.Join(fx.dir, store.EventsPath)) != logBefore {
+		t.Fatal("garbage reached the log")
+	}
+}
+
+// TestMountLogReplaced: when the log is replaced by another file (as a
+// merge's rewrite does), new opens read the new file even while a file
+// opened before stays open, and that one keeps reading the old one.
+func TestMountLogReplaced(t *testing.T) {
+	fx := newFixture(t)
+	srv, mnt := mountFixture(t, fx, agent.MountOptions{Settle: time.Hour})
+	p := filepath.Join(mnt, store.EventsPath)
+	disk := filepath.Join(fx.dir, store.EventsPath)
+	old := readFile(t, p)
+	held, err := os.Open(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer held.Close()
+	// The same events, one more line, written to a new file renamed
+	// over the log.
+	extra := replicaLines(t, fx, body("OBSERVATION", "swap", "n", canon.IntValue(2), 0.9))
+	next := old + string(extra[len(extra)-1]) + "\n"
+	tmp := disk + ".tmp"
+	if err := os.WriteFile(tmp, []byte(next), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(tmp, disk); err != nil {
+		t.Fatal(err)
+	}
+	if err := srv.Refresh(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "the new log through the mount", func() error {
+		if got := readFile(t, p); got != next {
+			return fmt.Errorf("%d bytes, want %d", len(got), len(next))
+		}
+		return nil
+	})
+	if got, err := io.ReadAll(held); err != nil || string(got) != old {
+		t.Fatalf("the file opened before: %d bytes, %v; want the old %d", len(got), err, len(old))
 	}
 }

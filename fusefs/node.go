@@ -18,6 +18,7 @@ type node struct {
 	fs.Inode
 	s    *Server
 	path string // slash path from the root; "" is the root
+	ino  uint64 // the inode number it was made with
 }
 
 var (
@@ -84,7 +85,8 @@ func (n *node) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (*fs
 	if e.dir {
 		mode = syscall.S_IFDIR
 	}
-	return n.NewInode(ctx, &node{s: n.s, path: p}, fs.StableAttr{Mode: mode, Ino: pathIno(p)}), 0
+	ino := e.inoAt(p)
+	return n.NewInode(ctx, &node{s: n.s, path: p, ino: ino}, fs.StableAttr{Mode: mode, Ino: ino}), 0
 }
 
 func (n *node) Readdir(ctx context.Context) (fs.DirStream, syscall.Errno) {
@@ -98,7 +100,7 @@ func (n *node) Readdir(ctx context.Context) (fs.DirStream, syscall.Errno) {
 		if c.dir {
 			mode = syscall.S_IFDIR
 		}
-		list = append(list, fuse.DirEntry{Name: c.name, Mode: mode, Ino: pathIno(join(n.path, c.name))})
+		list = append(list, fuse.DirEntry{Name: c.name, Mode: mode, Ino: c.inoAt(join(n.path, c.name))})
 	}
 	if dropDir(n.path) {
 		for _, name := range n.s.sess.names(n.path) {
@@ -191,13 +193,21 @@ func (n *node) Open(ctx context.Context, flags uint32) (fs.FileHandle, uint32, s
 			n.s.log.Warn("mount: refused to open events.ndjson with O_TRUNC; append with >> instead")
 			return nil, 0, syscall.EPERM
 		}
+		if acc == syscall.O_RDWR {
+			// Appending needs only O_WRONLY. A file open for reading and
+			// writing could be mapped shared and written through the
+			// mapping, which in passthrough mode reaches the file on
+			// disk: refused in every mode.
+			n.s.log.Warn("mount: refused to open events.ndjson for reading and writing; open it write-only (>>) to append")
+			return nil, 0, syscall.EPERM
+		}
 		if acc != syscall.O_RDONLY {
 			// Writes are appends whatever offset the kernel computes
 			// (its idea of the size goes stale through FUSE), so no
 			// page cache: direct I/O.
-			return &appendHandle{s: n.s}, fuse.FOPEN_DIRECT_IO, 0
+			return n.s.openAppend()
 		}
-		return n.s.openLog()
+		return n.s.openLog(n.ino)
 	}
 	if acc != syscall.O_RDONLY {
 		return nil, 0, syscall.EROFS
@@ -273,15 +283,8 @@ func (h *entryHandle) Release(ctx context.Context) syscall.Errno {
 // logHandle reads events.ndjson as one view saw it, straight from the
 // file (spliced to the kernel when it can be).
 type logHandle struct {
-	lf          *logFile
-	size        int64
-	passthrough bool
-}
-
-// PassthroughFd offers the log file to the kernel for passthrough reads
-// in ReadPassthrough mode.
-func (h *logHandle) PassthroughFd() (int, bool) {
-	return int(h.lf.f.Fd()), h.passthrough
+	lf   *logFile
+	size int64
 }
 
 var (
@@ -302,8 +305,63 @@ func (h *logHandle) Release(ctx context.Context) syscall.Errno {
 	return 0
 }
 
-// openLog opens events.ndjson for reading.
-func (s *Server) openLog() (fs.FileHandle, uint32, syscall.Errno) {
+// In ReadPassthrough mode every handle of the log offers a backing file
+// (the view's log): the kernel demands that all opens of an inode with a
+// backing file attached are passthrough opens, and go-fuse counts an
+// inode's passthrough opens right only if every open is one. Handles
+// that must not read the file directly (reads bounded by an older view,
+// appends) are opened with FOPEN_DIRECT_IO as well, which takes
+// precedence over passthrough: their reads and writes still come to the
+// server. Without passthrough (another user than root, a kernel before
+// 6.9) go-fuse ignores the backing file and the flags apply as given.
+
+// passHandle is a logHandle that offers the view's log as its backing
+// file.
+type passHandle struct{ logHandle }
+
+var _ fs.FilePassthroughFder = (*passHandle)(nil)
+
+func (h *passHandle) PassthroughFd() (int, bool) { return int(h.lf.f.Fd()), true }
+
+// passAppendHandle is an appendHandle that offers a view's log as its
+// backing file; it holds that file until released.
+type passAppendHandle struct {
+	*appendHandle
+	lf *logFile
+}
+
+var (
+	_ fs.FilePassthroughFder = (*passAppendHandle)(nil)
+	_ fs.FileReleaser        = (*passAppendHandle)(nil)
+)
+
+func (h *passAppendHandle) PassthroughFd() (int, bool) { return int(h.lf.f.Fd()), true }
+
+func (h *passAppendHandle) Release(ctx context.Context) syscall.Errno {
+	h.lf.release()
+	return 0
+}
+
+// openAppend opens events.ndjson for appending.
+func (s *Server) openAppend() (fs.FileHandle, uint32, syscall.Errno) {
+	h := &appendHandle{s: s}
+	if s.opts.ReadMode != ReadPassthrough {
+		return h, fuse.FOPEN_DIRECT_IO, 0
+	}
+	for {
+		e := s.current().find(eventsPath)
+		if e == nil || e.lr == nil {
+			return nil, 0, syscall.ENOENT
+		}
+		if e.lr.f.acquire() {
+			return &passAppendHandle{appendHandle: h, lf: e.lr.f}, fuse.FOPEN_DIRECT_IO, 0
+		}
+	}
+}
+
+// openLog opens events.ndjson for reading through the inode numbered
+// ino.
+func (s *Server) openLog(ino uint64) (fs.FileHandle, uint32, syscall.Errno) {
 	for {
 		v := s.current()
 		e := v.find(eventsPath)
@@ -313,14 +371,24 @@ func (s *Server) openLog() (fs.FileHandle, uint32, syscall.Errno) {
 		if !e.lr.f.acquire() {
 			continue
 		}
-		var flags uint32
+		h := logHandle{lf: e.lr.f, size: e.lr.size}
 		switch s.opts.ReadMode {
 		case ReadDirect:
-			flags = fuse.FOPEN_DIRECT_IO
-		case ReadCache, ReadPassthrough:
-			flags = fuse.FOPEN_KEEP_CACHE
+			return &h, fuse.FOPEN_DIRECT_IO, 0
+		case ReadPlain:
+			return &h, 0, 0
+		case ReadCache:
+			return &h, fuse.FOPEN_KEEP_CACHE, 0
 		}
-		return &logHandle{lf: e.lr.f, size: e.lr.size, passthrough: s.opts.ReadMode == ReadPassthrough}, flags, 0
+		// Passthrough reads the file as it is on disk, unbounded: let the
+		// kernel read it only while that is the view's log (the inode is
+		// the view's file's, so a replaced log is another inode).
+		// Otherwise (lines were appended and the view is not rebuilt yet)
+		// the reads come here and stop at the view's size.
+		if ino == e.ino && h.lf.sizeIs(e.lr.size) {
+			return &passHandle{h}, fuse.FOPEN_KEEP_CACHE, 0
+		}
+		return &passHandle{h}, fuse.FOPEN_DIRECT_IO, 0
 	}
 }
 

@@ -14,32 +14,24 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/backpack-field/backpack/internal/agent"
-	"github.com/backpack-field/backpack/internal/store"
-	"github.com/backpack-field/backpack/watcher"
 	"github.com/hanwen/go-fuse/v2/fs"
 	"github.com/hanwen/go-fuse/v2/fuse"
 )
 
 // Options configures Mount.
 type Options struct {
-	Dir        string // the backpack
+	// Dir is the backpack. The mount reads its log and its own files
+	// (never writing them); everything else comes from Source.
+	Dir        string
 	Mountpoint string // an existing empty directory
-	// KeyFile is the device key that signs new/ observations (default:
-	// the store's search order).
-	KeyFile string
-	Logger  *slog.Logger // default: discard
-	// LockWait bounds how long a write through the mount waits for the
-	// backpack's lock while another process writes (default 15 s); then
-	// the write fails with EBUSY.
-	LockWait time.Duration
-	// StatusEvery is how often status.json is refreshed from a running
-	// agent (default 5 s). Without an agent it changes with the backpack.
-	StatusEvery time.Duration
-	// Settle is the watcher's settle period (default 100 ms).
-	Settle time.Duration
+	Source     Source
+	// StageDir is where bundles written into inbox/ wait for their
+	// import: a private directory outside the backpack, created when
+	// needed (default: a directory under os.TempDir).
+	StageDir string
+	Logger   *slog.Logger // default: discard
 	// ReadMode is how events.ndjson is read through the mount (default
-	// ReadCache); docs/BENCHMARKS.md compares them.
+	// ReadPassthrough); docs/BENCHMARKS.md compares them.
 	ReadMode ReadMode
 	// Debug logs every FUSE request (to Logger, at debug level).
 	Debug bool
@@ -51,35 +43,42 @@ type Options struct {
 // ReadMode says how reads of events.ndjson reach the log file.
 type ReadMode string
 
-// Read modes.
+// Read modes. In every mode a read returns the bytes of the view's
+// snapshot, with one exception in ReadPassthrough, documented there.
 const (
-	// ReadCache (the default) keeps the kernel's pages between opens
+	// ReadPassthrough (the default) lets the kernel read the log file
+	// itself (FUSE passthrough: Linux 6.9 or later, as root), at the
+	// speed of the disk's page cache. An open gets it only while the file
+	// on disk is exactly the view's log (same file, same size); otherwise
+	// (lines were appended and the view is not rebuilt yet, or a torn
+	// tail waits for repair) it reads the view's bytes through the server
+	// with direct I/O. A read that runs while another process appends
+	// can see the appended bytes, possibly part of a line: the file as on
+	// disk at that moment. A replaced log (a merge rewrote it) is a new
+	// inode, so opens never mix old and new files. Without kernel support
+	// it behaves as ReadCache.
+	ReadPassthrough ReadMode = ""
+	// ReadCache keeps the kernel's pages between opens
 	// (FOPEN_KEEP_CACHE); they are invalidated when the log changes.
-	// Reads are bounded by the snapshot the view shows.
-	ReadCache ReadMode = ""
+	// Reads never go past the view's snapshot.
+	ReadCache ReadMode = "cache"
 	// ReadPlain drops the kernel's pages at each open.
 	ReadPlain ReadMode = "plain"
 	// ReadDirect bypasses the page cache: one FUSE request per read
 	// call (up to 1 MiB) instead of 128 KiB readahead requests.
 	ReadDirect ReadMode = "direct"
-	// ReadPassthrough lets the kernel read the log file itself (FUSE
-	// passthrough: Linux 6.9 or later, as root), at the disk's speed.
-	// Reads then see the file as it is on disk, which may be ahead of the
-	// view by lines appended since; after the log was replaced by a
-	// rewrite, opens keep reading the old file while any earlier open of
-	// it stays open. Without kernel support it behaves as ReadCache.
-	ReadPassthrough ReadMode = "passthrough"
 )
 
-// ParseReadMode parses a --read-mode value.
+// ParseReadMode parses a --read-mode value: passthrough, cache, plain or
+// direct.
 func ParseReadMode(s string) (ReadMode, error) {
 	switch m := ReadMode(s); m {
-	case "cache":
-		return ReadCache, nil
-	case ReadPlain, ReadDirect, ReadPassthrough:
+	case "passthrough":
+		return ReadPassthrough, nil
+	case ReadCache, ReadPlain, ReadDirect:
 		return m, nil
 	}
-	return "", fmt.Errorf("fusefs: unknown read mode %q (cache, plain, direct or passthrough)", s)
+	return "", fmt.Errorf("fusefs: unknown read mode %q (passthrough, cache, plain or direct)", s)
 }
 
 // ErrNoFUSE means the kernel's FUSE cannot be used here.
@@ -93,7 +92,6 @@ var ErrMounted = errors.New("fusefs: something is already mounted there")
 type Server struct {
 	opts   Options
 	log    *slog.Logger
-	dev    string // the device directory
 	fuse   *fuse.Server
 	view   atomic.Pointer[View]
 	sess   *session
@@ -103,6 +101,12 @@ type Server struct {
 
 	// writeMu serializes writes through the mount.
 	writeMu sync.Mutex
+
+	// statusMu guards newStatus: status.json's next content, handed to
+	// rebuildLoop (woken through statusCh).
+	statusMu  sync.Mutex
+	newStatus []byte
+	statusCh  chan struct{}
 
 	// namesMu guards staleNames: entries of drop directories the kernel
 	// must forget, handed to the invalidation goroutine.
@@ -122,23 +126,24 @@ func (s *Server) current() *View { return s.view.Load() }
 // Mountpoint returns where the backpack is mounted.
 func (s *Server) Mountpoint() string { return s.opts.Mountpoint }
 
-// Mount builds the first view of the backpack in opts.Dir, mounts it on
-// opts.Mountpoint and serves it until Unmount. A stale mount left there
-// by a crash is cleaned first. Mount fails with ErrNoFUSE when the kernel's
-// FUSE cannot be used (no /dev/fuse, no permission, no fusermount3 for a
-// user other than root).
+// Mount builds the first view of the backpack in opts.Dir from
+// opts.Source, mounts it on opts.Mountpoint and serves it until Unmount.
+// A stale mount left there by a crash is cleaned first. Mount fails with
+// ErrNoFUSE when the kernel's FUSE cannot be used (no /dev/fuse, no
+// permission, no fusermount3 for a user other than root), before it
+// touches the mount point or the source.
+//
+// The mount shows changes made through it at once; changes made by
+// others show after Changed (the caller watches the backpack).
 func Mount(ctx context.Context, opts Options) (*Server, error) {
+	if err := checkFUSE(); err != nil {
+		return nil, err
+	}
+	if opts.Source == nil {
+		return nil, errors.New("fusefs: Mount needs a Source")
+	}
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
-	}
-	if opts.LockWait <= 0 {
-		opts.LockWait = 15 * time.Second
-	}
-	if opts.StatusEvery <= 0 {
-		opts.StatusEvery = 5 * time.Second
-	}
-	if opts.Settle <= 0 {
-		opts.Settle = 100 * time.Millisecond
 	}
 	var err error
 	if opts.Dir, err = filepath.Abs(opts.Dir); err != nil {
@@ -147,29 +152,22 @@ func Mount(ctx context.Context, opts Options) (*Server, error) {
 	if opts.Mountpoint, err = filepath.Abs(opts.Mountpoint); err != nil {
 		return nil, err
 	}
-	g, err := store.ReadGenesis(opts.Dir)
-	if err != nil {
-		return nil, err
-	}
-	dev, err := store.DeviceDir(g.UID, opts.Dir)
-	if err != nil {
-		return nil, err
-	}
-	if err := checkFUSE(); err != nil {
-		return nil, err
+	if opts.StageDir == "" {
+		opts.StageDir = filepath.Join(os.TempDir(), fmt.Sprintf("backpack-mount-inbox-%d", os.Getpid()))
 	}
 	if err := prepareMountpoint(opts.Mountpoint, opts.Logger); err != nil {
 		return nil, err
 	}
 	s := &Server{
-		opts: opts, log: opts.Logger, dev: dev,
-		b:          &builder{dir: opts.Dir, keyFile: opts.KeyFile, log: opts.Logger},
+		opts: opts, log: opts.Logger,
+		b:          &builder{dir: opts.Dir, src: opts.Source, log: opts.Logger},
 		reqs:       make(chan chan error, 16),
 		notify:     make(chan struct{}, 1),
+		statusCh:   make(chan struct{}, 1),
 		staleNames: map[string][]string{},
 		served:     make(chan struct{}),
 	}
-	s.sess = newSession(s, stageDir(dev))
+	s.sess = newSession(s, opts.StageDir)
 	v, err := s.b.build(ctx)
 	if err != nil {
 		return nil, err
@@ -226,12 +224,11 @@ func Mount(ctx context.Context, opts Options) (*Server, error) {
 	return s, nil
 }
 
-// start runs the goroutines the server owns: views, invalidation, watcher.
+// start runs the goroutines the server owns: views and invalidation.
 func (s *Server) start(ctx context.Context, root *node) {
-	s.wg.Add(3)
+	s.wg.Add(2)
 	go func() { defer s.wg.Done(); s.rebuildLoop(ctx) }()
 	go func() { defer s.wg.Done(); s.notifyLoop(ctx, root) }()
-	go func() { defer s.wg.Done(); s.watchLoop(ctx) }()
 }
 
 // Serve waits until ctx ends, then unmounts, or until the file system is
@@ -302,8 +299,8 @@ func (s *Server) shutdown() {
 	})
 }
 
-// refresh rebuilds the view now and waits for it.
-func (s *Server) refresh(ctx context.Context) error {
+// Refresh rebuilds the view now and waits for it.
+func (s *Server) Refresh(ctx context.Context) error {
 	done := make(chan error, 1)
 	select {
 	case s.reqs <- done:
@@ -318,25 +315,38 @@ func (s *Server) refresh(ctx context.Context) error {
 	}
 }
 
-// requestRebuild asks for a rebuild without waiting.
-func (s *Server) requestRebuild() {
+// Changed asks for a new view without waiting: the backpack changed.
+// Calls made while a view is being built are served by one more build.
+func (s *Server) Changed() {
 	select {
 	case s.reqs <- nil:
 	default: // one is queued already
 	}
 }
 
+// SetStatus replaces status.json (nil removes it). It does not wait.
+func (s *Server) SetStatus(data []byte) {
+	s.statusMu.Lock()
+	s.newStatus = data
+	s.statusMu.Unlock()
+	select {
+	case s.statusCh <- struct{}{}:
+	default:
+	}
+}
+
 // rebuildLoop builds views and publishes them. It owns s.b.
 func (s *Server) rebuildLoop(ctx context.Context) {
-	tick := time.NewTicker(s.opts.StatusEvery)
-	defer tick.Stop()
 	for {
 		var waiters []chan error
 		select {
 		case <-ctx.Done():
 			return
-		case <-tick.C:
-			s.refreshStatus(ctx)
+		case <-s.statusCh:
+			s.statusMu.Lock()
+			data := s.newStatus
+			s.statusMu.Unlock()
+			s.replaceStatus(data)
 			continue
 		case w := <-s.reqs:
 			waiters = append(waiters, w)
@@ -352,7 +362,7 @@ func (s *Server) rebuildLoop(ctx context.Context) {
 			}
 		}
 		err := s.rebuild(ctx)
-		if err != nil {
+		if err != nil && ctx.Err() == nil {
 			s.log.Warn("mount: view not rebuilt", "err", err)
 		}
 		for _, w := range waiters {
@@ -393,47 +403,37 @@ func (s *Server) publish(v *View) {
 	}
 }
 
-// refreshStatus replaces status.json when a running agent reports a
-// different status.
-func (s *Server) refreshStatus(ctx context.Context) {
+// replaceStatus publishes the current view with status.json replaced.
+// Only rebuildLoop calls it.
+func (s *Server) replaceStatus(data []byte) {
+	if string(data) == string(s.b.status) {
+		return
+	}
+	s.b.status = data
 	v := s.current()
-	sock := agent.SocketPath(s.dev)
-	if _, err := os.Stat(sock); err != nil {
-		return // no agent: status.json changes with the backpack
+	var nv *View
+	var ok bool
+	if data == nil {
+		nv, ok = v.withFile(fileStatus, nil)
+	} else {
+		nv, ok = v.withFile(fileStatus, fileEntry(data, time.Now()))
 	}
-	st, err := queryStatus(ctx, s.opts.Dir, s.opts.KeyFile, v.Info.UID)
-	if err != nil {
-		return
-	}
-	old := v.find(fileStatus)
-	if old != nil && string(old.data) == string(st) {
-		return
-	}
-	nv, ok := v.withFile(fileStatus, fileEntry(st, time.Now()))
 	if ok {
 		s.publish(nv)
 	}
 }
 
-// withFile returns a copy of v with the top-level file name replaced.
+// withFile returns a copy of v with the top-level file name replaced
+// (removed when e is nil); false when v was closed meanwhile.
 func (v *View) withFile(name string, e *entry) (*View, bool) {
 	if v.log != nil && !v.log.acquire() {
 		return nil, false
 	}
-	e.name = name
-	root := *v.root
-	root.children = append([]*entry(nil), v.root.children...)
-	i := 0
-	for i < len(root.children) && root.children[i].name < name {
-		i++
-	}
-	if i < len(root.children) && root.children[i].name == name {
-		root.children[i] = e
-	} else {
-		root.children = append(root.children[:i], append([]*entry{e}, root.children[i:]...)...)
+	if e != nil {
+		e.name = name
 	}
 	nv := *v
-	nv.root = &root
+	nv.root = v.root.withChild(name, e)
 	return &nv, true
 }
 
@@ -487,6 +487,9 @@ func (s *Server) notifyLoop(ctx context.Context, root *node) {
 // invalidate walks the inodes the kernel knows below ino (at path p) and
 // invalidates those whose entry changed between the views.
 func invalidate(ino *fs.Inode, p string, old, cur *entry) {
+	if old == cur {
+		return // a subtree the new view shares with the old one
+	}
 	changed := false
 	for name, ch := range ino.Children() {
 		cp := join(p, name)
@@ -506,6 +509,10 @@ func invalidate(ino *fs.Inode, p string, old, cur *entry) {
 				ino.NotifyDelete(name, ch)
 				changed = true
 			}
+		case o != nil && o.inoAt(cp) != c.inoAt(cp):
+			// Another inode now (a replaced log): the kernel looks the
+			// name up again; open files keep the old one.
+			ino.NotifyEntry(name)
 		case c.dir:
 			invalidate(ch, cp, o, c)
 		case o == nil || o.version != c.version:
@@ -518,57 +525,6 @@ func invalidate(ino *fs.Inode, p string, old, cur *entry) {
 	if changed {
 		ino.NotifyContent(0, 0) // the directory's attributes
 	}
-}
-
-// watchLoop follows the backpack and its device directory and asks for a
-// rebuild when something the view shows changed.
-func (s *Server) watchLoop(ctx context.Context) {
-	w, err := watcher.New(watcher.Options{Settle: s.opts.Settle, Logger: s.log})
-	if err != nil {
-		s.log.Error("mount: no watcher; the mount shows changes made through it only", "err", err)
-		return
-	}
-	if err := w.Add(s.opts.Dir, 3); err != nil {
-		s.log.Error("mount: cannot watch the backpack", "err", err)
-	}
-	if err := w.Add(s.dev, 2); err != nil && !errors.Is(err, watcher.ErrOverlap) {
-		s.log.Warn("mount: cannot watch the device directory", "err", err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- w.Run(ctx) }()
-	stage := s.sess.stage + string(filepath.Separator)
-	for {
-		select {
-		case <-ctx.Done():
-			<-done
-			return
-		case err := <-done:
-			if ctx.Err() == nil {
-				s.log.Error("mount: watcher stopped", "err", err)
-			}
-			return
-		case ch, ok := <-w.Changes():
-			if !ok {
-				<-done
-				return
-			}
-			if strings.HasPrefix(ch.Path, stage) || s.ignoredPath(ch.Path) {
-				continue
-			}
-			s.requestRebuild()
-		}
-	}
-}
-
-// ignoredPath reports files whose changes the view does not show: the
-// state cache and the artifact store.
-func (s *Server) ignoredPath(p string) bool {
-	rel, err := filepath.Rel(s.opts.Dir, p)
-	if err != nil || strings.HasPrefix(rel, "..") {
-		return false
-	}
-	rel = filepath.ToSlash(rel)
-	return strings.HasPrefix(rel, "state/") || strings.HasPrefix(rel, "artifacts/") || strings.HasPrefix(rel, "checkpoints/")
 }
 
 // fuseDevice is the kernel's FUSE device (a variable for tests).

@@ -3,7 +3,6 @@ package fusefs
 import (
 	"context"
 	"os"
-	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -341,7 +340,3 @@ func (h *dropHandle) process(ctx context.Context) syscall.Errno {
 	}
 	return ss.s.importDropped(ctx, h.name, f, staged.Name())
 }
-
-// stageDir returns the staging directory for bundles in the device
-// directory.
-func stageDir(deviceDir string) string { return filepath.Join(deviceDir, "mount-inbox") }

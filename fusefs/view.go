@@ -6,6 +6,7 @@ import (
 	"io/fs"
 	"os"
 	"path"
+	"slices"
 	"sort"
 	"strings"
 	"sync/atomic"
@@ -35,6 +36,9 @@ type ViewInfo struct {
 	LogSize    int64  // bytes of events.ndjson the view serves
 	MerkleRoot string // merkle_root.txt when the view was built
 	Beliefs    int    // belief files under state/
+	// Full is set when the view's state/ was built from every belief,
+	// not updated from the previous view's (see Viewer).
+	Full bool
 }
 
 // entry is one file or directory of a view. Immutable once built.
@@ -49,6 +53,18 @@ type entry struct {
 	// version changes whenever the bytes change: the cache invalidation
 	// compares it between views.
 	version uint64
+	// ino is the inode number the kernel sees (0: derived from the
+	// path). The log's depends on the file on disk, so that a replaced
+	// log is a new inode with its own passthrough backing file.
+	ino uint64
+}
+
+// inoAt is the inode number of e at path p.
+func (e *entry) inoAt(p string) uint64 {
+	if e.ino != 0 {
+		return e.ino
+	}
+	return pathIno(p)
 }
 
 func (e *entry) size() int64 {
@@ -65,6 +81,26 @@ func (e *entry) child(name string) *entry {
 		return e.children[i]
 	}
 	return nil
+}
+
+// withChild returns a copy of the directory e with its child name
+// replaced by c, added, or removed when c is nil. c's name must be name.
+func (e *entry) withChild(name string, c *entry) *entry {
+	i := sort.Search(len(e.children), func(i int) bool { return e.children[i].name >= name })
+	found := i < len(e.children) && e.children[i].name == name
+	d := *e
+	switch {
+	case c == nil && !found:
+		return e
+	case c == nil:
+		d.children = slices.Delete(slices.Clone(e.children), i, i+1)
+	case found:
+		d.children = slices.Clone(e.children)
+		d.children[i] = c
+	default:
+		d.children = slices.Insert(slices.Clone(e.children), i, c)
+	}
+	return &d
 }
 
 // readAt reads the file's bytes at off; io.EOF at or past the end.
@@ -109,6 +145,12 @@ func (l *logFile) acquire() bool {
 			return true
 		}
 	}
+}
+
+// sizeIs reports whether the file on disk is size bytes long now.
+func (l *logFile) sizeIs(size int64) bool {
+	fi, err := l.f.Stat()
+	return err == nil && fi.Size() == size
 }
 
 func (l *logFile) release() {

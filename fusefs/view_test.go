@@ -12,6 +12,7 @@ import (
 	"testing/fstest"
 
 	"github.com/backpack-field/backpack/fusefs"
+	"github.com/backpack-field/backpack/internal/agent"
 	"github.com/backpack-field/backpack/internal/canon"
 	"github.com/backpack-field/backpack/internal/store"
 	"github.com/backpack-field/backpack/reducer"
@@ -19,7 +20,12 @@ import (
 
 func newView(t *testing.T, dir string) *fusefs.View {
 	t.Helper()
-	v, err := fusefs.NewView(context.Background(), dir, fusefs.ViewOptions{NoStatus: true})
+	src, err := agent.NewMountSource(dir, agent.MountSourceOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { src.Close() })
+	v, err := fusefs.NewView(context.Background(), dir, src)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -248,4 +254,136 @@ func TestViewTimelinesForksQuarantine(t *testing.T) {
 	if !strings.Contains(string(data), "event_id does not match") {
 		t.Errorf("quarantine file: %s", data)
 	}
+}
+
+// sameTree compares two views file by file: names, kinds, permissions
+// and bytes (not times).
+func sameTree(t *testing.T, got, want fs.FS) {
+	t.Helper()
+	type file struct {
+		mode fs.FileMode
+		data string
+	}
+	walk := func(fsys fs.FS) map[string]file {
+		out := map[string]file{}
+		err := fs.WalkDir(fsys, ".", func(p string, de fs.DirEntry, err error) error {
+			if err != nil {
+				return err
+			}
+			fi, err := de.Info()
+			if err != nil {
+				return err
+			}
+			f := file{mode: fi.Mode()}
+			if !de.IsDir() {
+				data, err := fs.ReadFile(fsys, p)
+				if err != nil {
+					return err
+				}
+				f.data = string(data)
+			}
+			out[p] = f
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return out
+	}
+	g, w := walk(got), walk(want)
+	for p, wf := range w {
+		gf, ok := g[p]
+		switch {
+		case !ok:
+			t.Errorf("%s: missing", p)
+		case gf.mode != wf.mode:
+			t.Errorf("%s: mode %v, want %v", p, gf.mode, wf.mode)
+		case gf.data != wf.data:
+			t.Errorf("%s: %q, want %q", p, gf.data, wf.data)
+		}
+	}
+	for p := range g {
+		if _, ok := w[p]; !ok {
+			t.Errorf("%s: not in a view built from scratch", p)
+		}
+	}
+}
+
+// TestViewerIncremental: a Viewer updates state/ from the previous view
+// when the log only grew, and the result equals a view built from
+// scratch after every kind of change; changes it cannot follow (a name
+// that is not a string) make it build from scratch.
+func TestViewerIncremental(t *testing.T) {
+	fx := newFixture(t)
+	src, err := agent.NewMountSource(fx.dir, agent.MountSourceOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { src.Close() })
+	vw := fusefs.NewViewer(fx.dir, src)
+	v, err := vw.View(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !v.Info.Full {
+		t.Error("the first view was not built from scratch")
+	}
+	v.Close()
+	var epoch, odd canon.ObjectBuilder
+	var epochPayload, oddPayload canon.ObjectBuilder
+	epochPayload.Set("epoch_id", canon.StringValue("e2")).Set("reducer_hash", canon.StringValue("x"))
+	epoch.Set("type", canon.StringValue("REDUCER_EPOCH")).Set("payload", epochPayload.Value())
+	oddPayload.Set("subject", canon.IntValue(7)).Set("predicate", canon.StringValue("n")).Set("value", canon.IntValue(1))
+	odd.Set("type", canon.StringValue("OBSERVATION")).Set("payload", oddPayload.Value())
+	steps := []struct {
+		name   string
+		bodies []canon.Value
+		full   bool
+	}{
+		{"nothing new", nil, false},
+		{"new beliefs", []canon.Value{
+			body("OBSERVATION", "pump_1", "status", canon.StringValue("on"), 0.9),
+			body("OBSERVATION", "a/b", "%x", canon.IntValue(1), 0.9)}, false},
+		{"a contest", []canon.Value{body("OBSERVATION", "pump_1", "status", canon.StringValue("off"), 0.8)}, false},
+		{"an attestation", []canon.Value{body("ATTESTATION", "pump_1", "status", canon.StringValue("off"), -1)}, false},
+		{"another attestation", []canon.Value{body("ATTESTATION", "pump_1", "status", canon.StringValue("on"), -1)}, false},
+		{"a retraction", []canon.Value{body("RETRACTION", "door_02", "status", canon.NullValue(), -1)}, false},
+		{"an epoch", []canon.Value{epoch.Value()}, false},
+		{"a subject that is not a string", []canon.Value{odd.Value()}, true},
+		{"after a full build", []canon.Value{body("OBSERVATION", "pump_2", "status", canon.StringValue("on"), 0.9)}, false},
+	}
+	for _, st := range steps {
+		fx.append(t, st.bodies...)
+		v, err := vw.View(context.Background())
+		if err != nil {
+			t.Fatalf("%s: %v", st.name, err)
+		}
+		if v.Info.Full != st.full {
+			t.Errorf("%s: built from scratch: %v, want %v", st.name, v.Info.Full, st.full)
+		}
+		sameTree(t, v.FS(), newView(t, fx.dir).FS())
+		v.Close()
+	}
+	// A log rewritten (here: replaced by a copy) is a new index: built
+	// from scratch.
+	p := filepath.Join(fx.dir, store.EventsPath)
+	data, err := os.ReadFile(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(p+".tmp", data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(p+".tmp", p); err != nil {
+		t.Fatal(err)
+	}
+	v, err = vw.View(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer v.Close()
+	if !v.Info.Full {
+		t.Error("a replaced log did not rebuild the state")
+	}
+	sameTree(t, v.FS(), newView(t, fx.dir).FS())
 }

@@ -8,44 +8,35 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"path/filepath"
 	"slices"
-	"strings"
 	"sync"
 	"syscall"
-	"time"
 
 	"github.com/backpack-field/backpack/internal/canon"
-	"github.com/backpack-field/backpack/internal/store"
 	bplog "github.com/backpack-field/backpack/log"
 	"github.com/hanwen/go-fuse/v2/fs"
 	"github.com/hanwen/go-fuse/v2/fuse"
 )
 
-// ErrBusy is returned (as EBUSY through the mount) when a write waited
-// longer than Options.LockWait for the backpack's lock.
-var ErrBusy = errors.New("fusefs: the backpack stayed locked by another process")
-
-// errInvalid marks input that was refused (EINVAL through the mount).
+// invalidError is input the mount itself refused (EINVAL).
 type invalidError struct{ msg string }
 
-func (e *invalidError) Error() string { return e.msg }
+func (e *invalidError) Error() string        { return e.msg }
+func (e *invalidError) Is(target error) bool { return target == ErrRefused }
 
 func invalidf(format string, args ...any) error { return &invalidError{fmt.Sprintf(format, args...)} }
 
 // errno is the one place errors of the write path become errnos. go-fuse's
 // ToErrno only knows unwrapped os errors.
 func errno(err error) syscall.Errno {
-	var ie *invalidError
-	var re *store.RefusedError
 	switch {
 	case err == nil:
 		return 0
-	case errors.As(err, &ie), errors.As(err, &re):
+	case errors.Is(err, ErrRefused):
 		return syscall.EINVAL
-	case errors.Is(err, ErrBusy), errors.Is(err, bplog.ErrLocked):
+	case errors.Is(err, ErrBusy):
 		return syscall.EBUSY
-	case errors.Is(err, store.ErrNoKey):
+	case errors.Is(err, ErrDenied):
 		return syscall.EACCES
 	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
 		return syscall.EINTR
@@ -55,41 +46,17 @@ func errno(err error) syscall.Errno {
 	return syscall.EIO
 }
 
-// withWriter opens the store as its writer for one batch of work, waiting
-// with backoff while another process (the agent, a command) holds the
-// lock, up to Options.LockWait. Writes through the mount are serialized.
-// After fn, the view is rebuilt so that the writer reads its write.
-func (s *Server) withWriter(ctx context.Context, fn func(*store.Backpack) error) error {
+// write runs one write through the source. Writes through the mount are
+// serialized. Afterwards the view is rebuilt, so that the writer reads
+// its write.
+func (s *Server) write(ctx context.Context, fn func(Source) error) error {
 	s.writeMu.Lock()
 	defer s.writeMu.Unlock()
-	deadline := time.Now().Add(s.opts.LockWait)
-	wait := 10 * time.Millisecond
-	for {
-		bp, err := store.Open(ctx, s.opts.Dir, store.Options{KeyFile: s.opts.KeyFile, Logger: s.log})
-		if errors.Is(err, bplog.ErrLocked) {
-			if time.Now().Add(wait).After(deadline) {
-				return fmt.Errorf("%w for %v; try again when its pass is over", ErrBusy, s.opts.LockWait)
-			}
-			select {
-			case <-ctx.Done():
-				return ctx.Err()
-			case <-time.After(wait):
-			}
-			wait = min(wait*2, 500*time.Millisecond)
-			continue
-		}
-		if err != nil {
-			return err
-		}
-		err = fn(bp)
-		if cerr := bp.Close(); err == nil {
-			err = cerr
-		}
-		if rerr := s.refresh(ctx); rerr != nil {
-			s.log.Warn("mount: rebuild after a write", "err", rerr)
-		}
-		return err
+	err := fn(s.opts.Source)
+	if rerr := s.Refresh(ctx); rerr != nil {
+		s.log.Warn("mount: rebuild after a write", "err", rerr)
 	}
+	return err
 }
 
 // appendHandle takes appends to events/events.ndjson. Every write is an
@@ -166,12 +133,11 @@ func (h *appendHandle) Read(ctx context.Context, dest []byte, off int64) (fuse.R
 // maxAppend bounds one batch of lines written to events.ndjson.
 const maxAppend = 64 << 20
 
-// appendLines checks complete event lines (data ends with a newline) and
-// ingests them. Every line must be a signed event that this backpack can
-// apply now: its id matches, its key is trusted, its predecessor is held
-// or comes earlier in the batch. One line that fails refuses the whole
-// batch, and nothing changes; an event already held is accepted again
-// without effect.
+// appendLines splits complete event lines (data ends with a newline) and
+// hands them to the source, which checks and appends them: every line
+// must be a signed event that this backpack can apply now. One line that
+// fails refuses the whole batch, and nothing changes; an event already
+// held is accepted again without effect.
 func (s *Server) appendLines(ctx context.Context, data []byte) error {
 	if len(data) > maxAppend {
 		return invalidf("a write of %d bytes is more than %d", len(data), maxAppend)
@@ -185,129 +151,13 @@ func (s *Server) appendLines(ctx context.Context, data []byte) error {
 		}
 		lines = append(lines, slices.Clone(l.Text))
 	}
+	if err := r.Err(); err != nil {
+		return invalidf("%v", err)
+	}
 	if len(lines) == 0 {
 		return nil
 	}
-	return s.withWriter(ctx, func(bp *store.Backpack) error {
-		evs, err := checkLines(bp, lines)
-		if err != nil {
-			return err
-		}
-		res, err := bp.Ingest(ctx, lines, "mount")
-		if err != nil {
-			return err
-		}
-		var problems []string
-		var drop []string
-		mine := map[string]bool{}
-		for _, e := range evs {
-			mine[e.ID] = true
-		}
-		for _, h := range append(append(slices.Clone(res.Quarantined), res.Rejected...), res.Pending...) {
-			if h.Source == "mount" && mine[h.EventID] {
-				problems = append(problems, h.EventID+": "+h.Reason)
-				drop = append(drop, h.EventID)
-			}
-		}
-		if len(problems) > 0 {
-			// Checked above, so only a race with another writer gets
-			// here; do not leave our lines held for later.
-			bp.DropHeld("pending", drop, false)
-			bp.DropHeld("quarantine", drop, false)
-			return invalidf("not applied: %s", strings.Join(problems, "; "))
-		}
-		s.log.Info("mount: appended events", "applied", len(res.Applied), "duplicates", res.Duplicates, "forks", len(res.Forks))
-		return nil
-	})
-}
-
-// checkLines runs the checks of ingest that decide whether a line can be
-// applied, before anything is written.
-func checkLines(bp *store.Backpack, lines [][]byte) ([]*bplog.Event, error) {
-	reg := bp.Registry()
-	front := bp.Frontier()
-	batch := map[string]bool{}
-	var evs []*bplog.Event
-	var unknownPrev []string
-	for i, l := range lines {
-		e, err := bplog.Parse(l)
-		if err != nil {
-			return nil, invalidf("line %d: not an event: %v", i+1, err)
-		}
-		_, signed, idPre, err := e.Encodings()
-		if err != nil {
-			return nil, invalidf("line %d: %v", i+1, err)
-		}
-		if rule, want, _ := e.CheckIDWith(idPre); rule == bplog.IDMismatch {
-			return nil, invalidf("line %d: event_id %s does not match the content (expected %s)", i+1, e.ID, want)
-		}
-		if e.Sig == "" {
-			return nil, invalidf("line %d: event %s is not signed", i+1, e.ID)
-		}
-		vk, err := reg.ResolveVerifier(e.KeyID)
-		if err != nil {
-			return nil, invalidf("line %d: event %s: key %s: %v (trust the key first: backpack trust)", i+1, e.ID, e.KeyID, err)
-		}
-		if err := e.VerifySignatureWith(vk, signed); err != nil {
-			return nil, invalidf("line %d: event %s: signature does not verify", i+1, e.ID)
-		}
-		if e.HasPrev && !batch[e.Prev] && front[e.Actor].Head != e.Prev {
-			unknownPrev = append(unknownPrev, e.Prev)
-		}
-		batch[e.ID] = true
-		evs = append(evs, e)
-	}
-	if len(unknownPrev) > 0 {
-		// Not the actor's head: an earlier event (a fork, or a line
-		// already held), or one this backpack lacks. Look in the log.
-		missing, err := missingIDs(filepath.Join(bp.Dir(), filepath.FromSlash(store.EventsPath)), unknownPrev)
-		if err != nil {
-			return nil, err
-		}
-		if len(missing) > 0 {
-			return nil, invalidf("predecessor %s is not in this backpack (append its events first)", missing[0])
-		}
-	}
-	return evs, nil
-}
-
-// missingIDs returns the ids of want that no line of the log names as its
-// event_id.
-func missingIDs(logPath string, want []string) ([]string, error) {
-	f, err := os.Open(logPath)
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	left := map[string]bool{}
-	for _, id := range want {
-		left[id] = true
-	}
-	r := bplog.NewReader(f)
-	for r.Next() && len(left) > 0 {
-		l := r.Line()
-		if l.Err != nil {
-			continue
-		}
-		for id := range left {
-			if bytes.Contains(l.Text, []byte(`"event_id":"`+id+`"`)) {
-				if e, err := bplog.Parse(l.Text); err == nil && e.ID == id {
-					delete(left, id)
-				}
-			}
-		}
-	}
-	if err := r.Err(); err != nil {
-		return nil, err
-	}
-	var out []string
-	for _, id := range want {
-		if left[id] {
-			out = append(out, id)
-			delete(left, id)
-		}
-	}
-	return out, nil
+	return s.write(ctx, func(src Source) error { return src.AppendLines(ctx, lines) })
 }
 
 // newMembers are the members a new/ file may have.
@@ -387,11 +237,9 @@ func (s *Server) recordNew(ctx context.Context, name string, f *sfile, data []by
 	b, err := newBody(data)
 	var id string
 	if err == nil {
-		err = s.withWriter(ctx, func(bp *store.Backpack) error {
-			ev, err := bp.Append(b)
-			if err == nil {
-				id = ev.ID
-			}
+		err = s.write(ctx, func(src Source) error {
+			var err error
+			id, err = src.Record(ctx, b)
 			return err
 		})
 	}
@@ -409,10 +257,10 @@ func (s *Server) recordNew(ctx context.Context, name string, f *sfile, data []by
 // what came of it (the import's result as JSON, or the error).
 func (s *Server) importDropped(ctx context.Context, name string, f *sfile, path string) syscall.Errno {
 	ctx = context.WithoutCancel(ctx)
-	var res *store.ImportResult
-	err := s.withWriter(ctx, func(bp *store.Backpack) error {
+	var res []byte
+	err := s.write(ctx, func(src Source) error {
 		var err error
-		res, err = bp.ImportBundle(ctx, path)
+		res, err = src.ImportBundle(ctx, path)
 		return err
 	})
 	if err != nil {
@@ -420,17 +268,12 @@ func (s *Server) importDropped(ctx context.Context, name string, f *sfile, path 
 		s.sess.finish(dirInbox, name, f, suffixResult, errorJSON(err))
 		return errno(err)
 	}
-	out, err := json.MarshalIndent(res, "", "  ")
-	if err != nil {
-		out = errorJSON(err)
-	}
-	s.log.Info("mount: imported", "file", name, "applied", len(res.Applied))
-	s.sess.finish(dirInbox, name, f, suffixResult, append(out, '\n'))
+	s.log.Info("mount: imported", "file", name)
+	s.sess.finish(dirInbox, name, f, suffixResult, res)
 	return 0
 }
 
 func errorJSON(err error) []byte {
-	var re *store.RefusedError
-	out, _ := json.MarshalIndent(map[string]any{"error": err.Error(), "refused": errors.As(err, &re)}, "", "  ")
+	out, _ := json.MarshalIndent(map[string]any{"error": err.Error(), "refused": errors.Is(err, ErrRefused)}, "", "  ")
 	return append(out, '\n')
 }

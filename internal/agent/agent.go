@@ -37,6 +37,11 @@ type Options struct {
 	LogProgress bool
 	// Radio, when set, also syncs over a LoRa radio.
 	Radio *RadioOptions
+	// Mount, when set, is where Run also mounts the backpack (as Mount
+	// does) until it stops; MountReadMode is its read mode. If mounting
+	// fails, the agent syncs without it (mount.go).
+	Mount         string
+	MountReadMode ReadMode
 }
 
 // DefaultSettle is how long a change in a watched folder must be quiet
@@ -201,6 +206,10 @@ func (a *Agent) Run(ctx context.Context) error {
 		return err
 	}
 	a.publish(a.baseStatus())
+	var mnt *Mounted
+	if a.opts.Mount != "" {
+		mnt = a.startMount(ctx)
+	}
 
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -218,6 +227,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	}
 	a.log.Info("agent started", "backpack", a.dir, "peers", a.peers, "device_dir", a.devDir)
 	lerr := a.loop(ctx)
+	a.stopMount(mnt)
 	cancel()
 	ln.Close()
 	wg.Wait()

@@ -39,4 +39,15 @@
 // from a read-only open of the backpack; trusting a key opens it for
 // writing. RunTUI builds that source and runs the screen; `backpack tui`
 // calls it.
+//
+// # Mount
+//
+// Mount (`backpack mount`, or Options.Mount for `backpack agent --mount`)
+// shows the backpack as a folder through fusefs. MountSource is the
+// fusefs.Source behind it: one Backpack kept open and released between
+// uses, caught up with the disk (Reacquire) for each new view and each
+// write through the mount. A watcher on the backpack and its device
+// directory tells the mount when others changed it. Inside the agent, the
+// mount's status.json is the agent's own status; if mounting fails, the
+// agent syncs without it and lists the reason among its recent errors.
 package agent

@@ -2,9 +2,7 @@ package agent
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
-	"os"
 	"path/filepath"
 	"sort"
 	"strings"
@@ -127,20 +125,5 @@ func OfflineStatus(ctx context.Context, dir, keyFile string) (*status.Status, er
 		return nil, err
 	}
 	defer b.Close()
-	s := &status.Status{}
-	dev, err := store.DeviceDir(b.UID(), dir)
-	if err != nil {
-		return nil, err
-	}
-	if data, err := os.ReadFile(StatusPath(dev)); err == nil {
-		json.Unmarshal(data, s) // a damaged file only loses the last agent's view
-	}
-	if err := fillBackpack(s, b); err != nil {
-		return nil, err
-	}
-	s.Agent.Running = false
-	s.Agent.PID = 0
-	s.Agent.Waiting = ""
-	s.Verdict = verdict(s)
-	return s, nil
+	return offlineStatusOf(b)
 }

@@ -70,8 +70,8 @@ var allowed = map[string][]string{
 	"internal/store":         {"bundles", "internal/canon", "internal/pytime", "internal/scan", "log", "merkle", "reducer"},
 	"internal/check":         {"internal/scan", "internal/store", "log", "merkle", "reducer"},
 	"internal/gen":           {"internal/canon", "internal/pytime", "internal/store", "log"},
-	"internal/agent":         {"bundles", "internal/canon", "internal/pytime", "internal/status", "internal/store", "log", "merkle", "reducer", "tui", "watcher"},
-	"internal/cli":           {"bundles", "fusefs", "internal/agent", "internal/canon", "internal/check", "internal/pytime", "internal/scan", "internal/status", "internal/store", "log", "lora", "lora/radiosim", "reducer"},
+	"internal/agent":         {"bundles", "fusefs", "internal/canon", "internal/pytime", "internal/status", "internal/store", "log", "lora", "lora/radiosync", "merkle", "reducer", "tui", "watcher"},
+	"internal/cli":           {"bundles", "internal/agent", "internal/canon", "internal/check", "internal/pytime", "internal/scan", "internal/status", "internal/store", "log", "lora", "lora/radiosim", "reducer"},
 	"bundles":                {"internal/canon", "log"},
 	"cmd/backpack":           {"internal/cli"},
 	"internal/archtest":      {},
@@ -82,7 +82,7 @@ var allowed = map[string][]string{
 	"watcher":                {},
 	"tui":                    {"internal/status", "log"},
 	"internal/status":        {},
-	"fusefs":                 {"bundles", "internal/agent", "internal/canon", "internal/scan", "internal/store", "log", "reducer", "watcher"},
+	"fusefs":                 {"internal/canon", "internal/scan", "log", "reducer"},
 }
 
 func TestImportDirection(t *testing.T) {

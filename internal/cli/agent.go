@@ -5,7 +5,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/backpack-field/backpack/fusefs"
 	"github.com/backpack-field/backpack/internal/agent"
 )
 
@@ -85,26 +84,13 @@ so in the status and reconnects.`)
 	if *keep != "auto" && *keep != "all" {
 		return usagef("--keep-bundles must be auto or all")
 	}
-	a, err := agent.New(agent.Options{Dir: dir, Peers: peers, KeyFile: *key, Interval: *interval, KeepBundles: *keep, Logger: logger, LogProgress: isTerminal(e.stderr), Radio: radio})
+	a, err := agent.New(agent.Options{Dir: dir, Peers: peers, KeyFile: *key, Interval: *interval, KeepBundles: *keep, Logger: logger,
+		LogProgress: isTerminal(e.stderr), Mount: *mountpoint, Radio: radio})
 	if err != nil {
 		if radio != nil && strings.HasPrefix(err.Error(), "agent: radio:") {
 			return usagef("%v", err)
 		}
 		return err
 	}
-	var srv *fusefs.Server
-	if *mountpoint != "" {
-		srv, err = fusefs.Mount(e.ctx, fusefs.Options{Dir: dir, Mountpoint: *mountpoint, KeyFile: *key, Logger: logger.With("part", "mount")})
-		if err != nil {
-			logger.Error("mount unavailable; the agent syncs without it", "mountpoint", *mountpoint, "err", err)
-			srv = nil
-		}
-	}
-	err = a.Run(e.ctx)
-	if srv != nil {
-		if uerr := srv.Unmount(); uerr != nil {
-			logger.Error("unmount", "mountpoint", *mountpoint, "err", uerr)
-		}
-	}
-	return err
+	return a.Run(e.ctx)
 }

@@ -5,7 +5,7 @@ import (
 	"log/slog"
 	"time"
 
-	"github.com/backpack-field/backpack/fusefs"
+	"github.com/backpack-field/backpack/internal/agent"
 )
 
 func runMount(e *env, args []string) error {
@@ -25,7 +25,7 @@ into inbox/ (inbox/NAME.result says what the import did). docs/FORMAT.md
 To mount beside the sync agent, use `+"`backpack agent DIR --mount MOUNTPOINT`"+`.`)
 	key := fs.String("key", "", "device key file (signs observations written to new/)")
 	lockWait := fs.Duration("lock-wait", 15*time.Second, "how long a write waits for the backpack's lock before failing with EBUSY")
-	readMode := fs.String("read-mode", "cache", "how events.ndjson is read: cache (kernel page cache, invalidated on change), plain, direct, or passthrough (the kernel reads the file itself: fastest, Linux 6.9+ as root, may show lines newer than the rest of the mount)")
+	readMode := fs.String("read-mode", "passthrough", "how events.ndjson is read: passthrough (the kernel reads the file itself while it is unchanged since the view: fastest; Linux 6.9+ as root, else as cache), cache (kernel page cache, invalidated on change, never past the view), plain, or direct")
 	debug := fs.Bool("debug", false, "log every FUSE request")
 	pos, err := parseArgs(fs, args)
 	if err != nil {
@@ -35,7 +35,7 @@ To mount beside the sync agent, use `+"`backpack agent DIR --mount MOUNTPOINT`"+
 		fs.usage(false)
 		return usagef("need DIR and MOUNTPOINT, got %d arguments", len(pos))
 	}
-	mode, err := fusefs.ParseReadMode(*readMode)
+	mode, err := agent.ParseReadMode(*readMode)
 	if err != nil {
 		return usagef("--read-mode: %v", err)
 	}
@@ -44,7 +44,7 @@ To mount beside the sync agent, use `+"`backpack agent DIR --mount MOUNTPOINT`"+
 		level = slog.LevelDebug
 	}
 	logger := slog.New(slog.NewTextHandler(e.stderr, &slog.HandlerOptions{Level: level}))
-	srv, err := fusefs.Mount(e.ctx, fusefs.Options{Dir: pos[0], Mountpoint: pos[1], KeyFile: *key,
+	srv, err := agent.Mount(e.ctx, agent.MountOptions{Dir: pos[0], Mountpoint: pos[1], KeyFile: *key,
 		Logger: logger, LockWait: *lockWait, ReadMode: mode, Debug: *debug})
 	if err != nil {
 		return err
