@@ -96,7 +96,7 @@ func (fx *fixture) append(t testing.TB, bodies ...canon.Value) {
 
 func (fx *fixture) appendIn(t testing.TB, dir string, bodies ...canon.Value) {
 	t.Helper()
-	bp, err := store.Open(context.Background(), dir, store.Options{KeyFile: fx.key, Now: clock()})
+	bp, err := store.Open(context.Background(), dir, store.Options{KeyFile: fx.key, Now: clock(), LockWait: 15 * time.Second}) // the mount takes the lock now and then, as a command would wait
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -110,7 +110,7 @@ func (fx *fixture) appendIn(t testing.TB, dir string, bodies ...canon.Value) {
 
 func (fx *fixture) ingest(t testing.TB, lines [][]byte) *store.IngestResult {
 	t.Helper()
-	bp, err := store.Open(context.Background(), fx.dir, store.Options{KeyFile: fx.key, Now: clock()})
+	bp, err := store.Open(context.Background(), fx.dir, store.Options{KeyFile: fx.key, Now: clock(), LockWait: 15 * time.Second}) // the mount takes the lock now and then, as a command would wait
 	if err != nil {
 		t.Fatal(err)
 	}
