@@ -23,9 +23,12 @@ func runDemo(e *env, args []string) error {
 survey each create a backpack, record observations, an assertion, a
 coordinator's attestation, a contested reading and a retraction; then
 verify, state, log, a checkpoint, offline sessions that merge, a fork kept
-as evidence, a new device that joins and is trusted, two agents syncing
-through a shared USB stick folder, a crash in the middle of an append that
-is repaired on the next open, and a tampered copy that verify pins down.`)
+as evidence, a new device that joins and is trusted, three agents syncing
+store-and-forward through two USB stick folders, the backpack mounted as a
+folder that changes when a bundle arrives in its inbox, a simulated LoRa
+radio hop, a crash in the middle of an append that is repaired on the next
+open, and a tampered copy that verify pins down; on a terminal it ends in
+the terminal screen (backpack tui).`)
 	keep := fs.Bool("keep", false, "keep the temporary directory")
 	if _, err := parseArgs(fs, args); err != nil {
 		return err
@@ -141,6 +144,15 @@ is repaired on the next open, and a tampered copy that verify pins down.`)
 		return err
 	}
 
+	d.step("The folder users look at: the camp's backpack mounted (FUSE); a reading from the truck arrives through its inbox/")
+	if err := d.mount(tmp, north, truck); err != nil {
+		return err
+	}
+
+	d.step("A radio hop: three simulated LoRa devices in a line (A hears B, B hears C), 10% of frames lost, EU868 duty cycle")
+	d.say("Each has its own backpack and writes 10 events out of range; the middle one relays. Time is simulated.")
+	d.run("sim", "--devices", "3", "--offline", "10", "--topology", "line", "--loss", "0.1", "--after", "10m")
+
 	d.step("Power fails in the middle of an append: half a line is left at the end of the log")
 	logPath := filepath.Join(north, "events", "events.ndjson")
 	f, err := os.OpenFile(logPath, os.O_APPEND|os.O_WRONLY, 0)
@@ -171,7 +183,100 @@ is repaired on the next open, and a tampered copy that verify pins down.`)
 	if d.failed > 0 {
 		return fmt.Errorf("demo: %d steps did not go as expected", d.failed)
 	}
-	fmt.Fprintln(e.stdout, "\nDemo complete.")
+	if isTerminal(e.stdout) && isTerminal(os.Stdin) && e.stdin == os.Stdin {
+		fmt.Fprintln(e.stdout, "\nDemo complete. The camp's backpack in the terminal screen (press q to leave):")
+		time.Sleep(2 * time.Second)
+		return agent.RunTUI(e.ctx, agent.TUIOptions{Dir: north, In: os.Stdin, Out: e.stdout})
+	}
+	d.step("Summary: the camp's backpack as the terminal screen (`backpack tui`) would show it")
+	d.run("status", north)
+	fmt.Fprintln(e.stdout, "\nDemo complete. (On a terminal it ends in `backpack tui`.)")
+	return nil
+}
+
+// mount mounts north's backpack, shows a belief file, has the truck send
+// a newer reading as a bundle copied into the mount's inbox/, and shows
+// the file change. Without FUSE it says why and goes on.
+func (d *demoRun) mount(tmp, north, truck string) error {
+	mnt := filepath.Join(tmp, "north-mount")
+	if err := os.MkdirAll(mnt, 0o755); err != nil {
+		return err
+	}
+	m, err := agent.Mount(d.e.ctx, agent.MountOptions{Dir: north, Mountpoint: mnt})
+	if err != nil {
+		d.say("  (no mount here: " + err.Error() + "; the rest of the demo goes on)")
+		return nil
+	}
+	defer m.Unmount()
+	d.say("$ backpack mount north-camp north-mount &")
+	// The belief's namespace can change with new evidence (local,
+	// canonical, contested): find it.
+	find := func() (string, []byte) {
+		for _, ns := range []string{"canonical", "local", "contested"} {
+			p := filepath.Join(mnt, "state", ns, "waterpoint_12", "status")
+			if data, err := os.ReadFile(p); err == nil {
+				return p, data
+			}
+		}
+		return "", nil
+	}
+	belief, before := find()
+	if belief == "" {
+		d.failed++
+		d.say("  (waterpoint_12/status is not in the mount's state/)")
+		return nil
+	}
+	entries, _ := os.ReadDir(mnt)
+	var names []string
+	for _, e := range entries {
+		names = append(names, e.Name())
+	}
+	d.say("$ ls north-mount\n  " + strings.Join(names, "  "))
+	rel, _ := filepath.Rel(tmp, belief)
+	d.say("$ cat " + rel + "\n  " + strings.TrimSpace(string(before)))
+	d.say("The truck records the pump repaired and exports what the camp lacks; someone copies the bundle into the mount's inbox/:")
+	d.run("append", truck, "--type", "OBSERVATION", "--subject", "waterpoint_12", "--predicate", "status", "--value", "repaired", "--confidence", "0.95")
+	frontier := filepath.Join(tmp, "north.frontier2.json")
+	out, code := d.capture("frontier", north)
+	if code != ExitOK {
+		d.failed++
+		return nil
+	}
+	if err := os.WriteFile(frontier, []byte(out), 0o644); err != nil {
+		return err
+	}
+	bundle := filepath.Join(tmp, "truck-repair.bpk")
+	d.run("export", truck, "-o", bundle, "--since", frontier)
+	data, err := os.ReadFile(bundle)
+	if err != nil {
+		return err
+	}
+	d.say("$ cp truck-repair.bpk north-mount/inbox/")
+	if err := os.WriteFile(filepath.Join(mnt, "inbox", "truck-repair.bpk"), data, 0o644); err != nil {
+		d.failed++
+		d.say("  (writing into the inbox failed: " + err.Error() + ")")
+		return nil
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		if p, now := find(); p != "" && (p != belief || !bytes.Equal(now, before)) {
+			if p != belief {
+				d.say("The mount follows at once. The readings now disagree, so the belief moved to " + filepath.Base(filepath.Dir(filepath.Dir(p))) + "/, with each value and its evidence:")
+			}
+			rel, _ := filepath.Rel(tmp, p)
+			d.say("$ cat " + rel + "\n  " + strings.ReplaceAll(strings.TrimSpace(string(now)), "\n", "\n  "))
+			break
+		}
+		if time.Now().After(deadline) {
+			d.failed++
+			d.say("  (the mount did not show the new value within 30 s)")
+			return nil
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if res, err := os.ReadFile(filepath.Join(mnt, "inbox", "truck-repair.bpk.result")); err == nil {
+		d.say("$ cat north-mount/inbox/truck-repair.bpk.result\n  " + strings.ReplaceAll(strings.TrimSpace(string(res)), "\n", "\n  "))
+	}
 	return nil
 }
 
