@@ -59,6 +59,9 @@ type InitOptions struct {
 	KeyFile string
 	// Now returns the time (default time.Now).
 	Now func() time.Time
+	// Key is the device key to use; nil makes one (a simulation that
+	// must repeat for a seed passes its own).
+	Key *bplog.PrivateKey
 }
 
 // InitResult says what Init made.
@@ -92,8 +95,10 @@ func Init(ctx context.Context, dir string, opts InitOptions) (*InitResult, error
 	if opts.UID == "" {
 		opts.UID = newUUID()
 	}
-	key, err := bplog.GenerateKey(rand.Reader)
-	if err != nil {
+	var key bplog.PrivateKey
+	if opts.Key != nil {
+		key = *opts.Key
+	} else if key, err = bplog.GenerateKey(rand.Reader); err != nil {
 		return nil, err
 	}
 	if opts.Actor == "" {

@@ -173,6 +173,8 @@ type JoinOptions struct {
 	// Key is the new device's key when it already has one (a device that
 	// announced itself in a peer folder before joining); nil makes one.
 	Key *bplog.PrivateKey
+	// Now dates the new key's entry in keys.json (default time.Now).
+	Now func() time.Time
 }
 
 // JoinResult says what Join made.
@@ -237,6 +239,10 @@ func newDevice(uid, abs string, opts JoinOptions) (*JoinResult, error) {
 	if opts.Actor == "" {
 		opts.Actor = "backpack_" + strings.TrimPrefix(key.ID, bplog.KeyIDPrefix)
 	}
+	now := timeNow
+	if opts.Now != nil {
+		now = opts.Now
+	}
 	if opts.KeyFile == "" {
 		d, err := KeyDir()
 		if err != nil {
@@ -260,7 +266,7 @@ func newDevice(uid, abs string, opts JoinOptions) (*JoinResult, error) {
 	if err != nil {
 		return nil, err
 	}
-	keys := append(doc.Field("keys").Elems(), bplog.KeyEntry(key.Public(), []string{"attestation"}, pytime.FormatUTC(timeNow())))
+	keys := append(doc.Field("keys").Elems(), bplog.KeyEntry(key.Public(), []string{"attestation"}, pytime.FormatUTC(now())))
 	out := canon.OrderedObject(
 		canon.Member{Key: "keys", Value: canon.ArrayValue(keys...)},
 		canon.Member{Key: "revocations", Value: orEmptyArray(doc.Field("revocations"))},

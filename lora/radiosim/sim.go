@@ -10,6 +10,8 @@ package radiosim
 import (
 	"container/heap"
 	"context"
+	"crypto/ed25519"
+	"crypto/sha256"
 	"encoding/base64"
 	"errors"
 	"fmt"
@@ -19,6 +21,7 @@ import (
 
 	"github.com/backpack-field/backpack/internal/canon"
 	"github.com/backpack-field/backpack/internal/store"
+	bplog "github.com/backpack-field/backpack/log"
 	"github.com/backpack-field/backpack/lora"
 	"github.com/backpack-field/backpack/lora/radiosync"
 )
@@ -244,12 +247,19 @@ func (s *Sim) setup(ctx context.Context) error {
 		dirs[i] = filepath.Join(s.dir, fmt.Sprintf("device%d", i))
 		keys[i] = filepath.Join(s.dir, "keys", fmt.Sprintf("device%d.json", i))
 	}
-	if _, err := store.Init(ctx, dirs[0], store.InitOptions{UID: s.uid, Actor: "device0", KeyFile: keys[0], Now: s.clock}); err != nil {
+	// Device keys come from the seed, so that a run repeats exactly
+	// (Ed25519 signatures are deterministic).
+	devKey := func(i int) *bplog.PrivateKey {
+		seed := sha256.Sum256(fmt.Appendf(nil, "backpack sim device key %d/%d", s.cfg.Seed, i))
+		priv := ed25519.NewKeyFromSeed(seed[:])
+		return &bplog.PrivateKey{ID: bplog.KeyID(priv.Public().(ed25519.PublicKey)), Key: priv}
+	}
+	if _, err := store.Init(ctx, dirs[0], store.InitOptions{UID: s.uid, Actor: "device0", KeyFile: keys[0], Now: s.clock, Key: devKey(0)}); err != nil {
 		return err
 	}
 	var pubs []string
 	for i := 1; i < n; i++ {
-		res, err := store.Join(ctx, dirs[0], dirs[i], store.JoinOptions{Actor: fmt.Sprintf("device%d", i), KeyFile: keys[i]})
+		res, err := store.Join(ctx, dirs[0], dirs[i], store.JoinOptions{Actor: fmt.Sprintf("device%d", i), KeyFile: keys[i], Key: devKey(i), Now: s.clock})
 		if err != nil {
 			return err
 		}

@@ -124,8 +124,7 @@ func TestDeterministic(t *testing.T) {
 	cfg := radiosim.Config{Devices: 3, Seed: 5, Line: true, Loss: 0.2, Reorder: 0.1, Duplicate: 0.1, Offline: 4}
 	_, a := run(t, cfg)
 	_, b := run(t, cfg)
-	dt := a.ConvergedAt - b.ConvergedAt
-	if a.Converged != b.Converged || dt > time.Second || dt < -time.Second || a.Frames-b.Frames > 2 || b.Frames-a.Frames > 2 {
+	if a.Converged != b.Converged || a.ConvergedAt != b.ConvergedAt || a.Frames != b.Frames || a.Bytes != b.Bytes {
 		t.Errorf("same seed, two runs: %v/%d frames/%v vs %v/%d frames/%v", a.Converged, a.Frames, a.ConvergedAt, b.Converged, b.Frames, b.ConvergedAt)
 	}
 }
