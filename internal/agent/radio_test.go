@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/creack/pty"
+
+	"github.com/backpack-field/backpack/internal/status"
 )
 
 // ether joins two serial ports as two KISS TNCs on one channel would: what
@@ -103,6 +105,9 @@ func TestAgentsOverRadio(t *testing.T) {
 	ra, rb := start(a, 0), start(b, 1)
 	t.Cleanup(func() {
 		if t.Failed() {
+			// Stop them first: their output is still being written.
+			ra.kill()
+			rb.kill()
 			t.Logf("a's agent:\n%s\nb's agent:\n%s", ra.log, rb.log)
 			t.Logf("a's radio: %+v\nb's radio: %+v", a.status().Radio, b.status().Radio)
 		}
@@ -114,10 +119,12 @@ func TestAgentsOverRadio(t *testing.T) {
 	}
 	// genesis, its first observation, the trust event, 3 + 3 observations
 	waitFor(t, 120*time.Second, "the two devices to converge over the radio", func() bool { return converged(2 + 1 + 6) })
-	r := a.status().Radio
-	if r == nil || r.Link != "up" || r.FramesSent == 0 || r.FramesRecv == 0 || len(r.Peers) != 1 || r.EventsIn == 0 {
-		t.Fatalf("radio status of a: %+v", r)
-	}
+	// The radio's figures in the status are refreshed every few seconds.
+	var r *status.RadioStatus
+	waitFor(t, 30*time.Second, "a's radio status to show the link", func() bool {
+		r = a.status().Radio
+		return r != nil && r.Link == "up" && r.FramesSent > 0 && r.FramesRecv > 0 && len(r.Peers) == 1 && r.EventsIn > 0
+	})
 	t.Logf("converged: %d events; a's radio: %d frames sent, %d received, %d events in", a.status().Backpack.Events, r.FramesSent, r.FramesRecv, r.EventsIn)
 
 	// The channel goes quiet while both write; then it comes back.

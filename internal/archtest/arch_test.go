@@ -78,7 +78,7 @@ var allowed = map[string][]string{
 	"lora":                   {},
 	"lora/internal/rnodesim": {"lora"},
 	"lora/radiosync":         {"internal/canon", "internal/store", "log", "lora"},
-	"lora/radiosim":          {"internal/canon", "internal/store", "lora", "lora/radiosync"},
+	"lora/radiosim":          {"internal/canon", "internal/store", "log", "lora", "lora/radiosync"},
 	"watcher":                {},
 	"tui":                    {"internal/status", "log"},
 	"internal/status":        {},
