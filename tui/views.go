@@ -235,7 +235,7 @@ func (m *Model) peersView(w, h int) []string {
 	}
 	out = append(out, "",
 		fmt.Sprintf("  %s  %s  fingerprint %s", m.st.bold.Render(p.Actor), p.KeyID, fingerprint(p.KeyID)),
-		"  medium    folder "+p.Folder,
+		"  medium    "+medium(p),
 		"  contact   "+orNever(p.LastContact)+" ("+m.agoText(p.LastContact)+")",
 		"  key       "+trust,
 		"  sync      "+state+fmt.Sprintf("; bundles in %d, out %d", p.BundlesIn, p.BundlesOut))
@@ -243,6 +243,14 @@ func (m *Model) peersView(w, h int) []string {
 		out = append(out, "  "+m.st.bad.Render("error     "+p.LastError))
 	}
 	return out
+}
+
+// medium says how a peer is reached.
+func medium(p status.PeerStatus) string {
+	if p.Medium == "radio" {
+		return p.Folder // "radio <serial device>"
+	}
+	return "folder " + p.Folder
 }
 
 func orNever(s string) string {
@@ -719,7 +727,7 @@ func peerText(p status.PeerStatus) []string {
 		"key id        " + p.KeyID,
 		"fingerprint   " + fingerprint(p.KeyID),
 		fmt.Sprintf("trusted       %v", p.Trusted),
-		"medium        folder " + p.Folder,
+		"medium        " + medium(p),
 		"last contact  " + orNever(p.LastContact) + " (its frontier's updated_at_utc)",
 		fmt.Sprintf("they lack     %d events (from its frontier)", p.TheyLack),
 		fmt.Sprintf("we lack       %d events", p.WeLack),

@@ -122,8 +122,13 @@ func TestAgentsOverRadio(t *testing.T) {
 	// The radio's figures in the status are refreshed every few seconds.
 	var r *status.RadioStatus
 	waitFor(t, 30*time.Second, "a's radio status to show the link", func() bool {
-		r = a.status().Radio
-		return r != nil && r.Link == "up" && r.FramesSent > 0 && r.FramesRecv > 0 && len(r.Peers) == 1 && r.EventsIn > 0
+		s := a.status()
+		r = s.Radio
+		radioPeer := false
+		for _, p := range s.Peers {
+			radioPeer = radioPeer || p.Medium == "radio"
+		}
+		return r != nil && r.Link == "up" && r.FramesSent > 0 && r.FramesRecv > 0 && len(r.Peers) == 1 && r.EventsIn > 0 && radioPeer
 	})
 	t.Logf("converged: %d events; a's radio: %d frames sent, %d received, %d events in", a.status().Backpack.Events, r.FramesSent, r.FramesRecv, r.EventsIn)
 

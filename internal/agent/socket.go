@@ -11,6 +11,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/backpack-field/backpack/internal/pytime"
 	"github.com/backpack-field/backpack/internal/status"
 	"github.com/backpack-field/backpack/internal/store"
 )
@@ -228,6 +229,20 @@ func (a *Agent) baseStatus() *status.Status {
 	// from a pass (which holds storeMu) could wait on a syncer that waits
 	// on storeMu.
 	s.Radio = a.radioLast.Load()
+	if r := s.Radio; r != nil {
+		// Devices heard over the radio are peers too.
+		s.Peers = append([]status.PeerStatus(nil), s.Peers...)
+		for _, p := range r.Peers {
+			ps := status.PeerStatus{KeyID: p.KeyID, Folder: "radio " + r.Device, Medium: "radio", TheyLack: p.ToSend, Trusted: true}
+			if !p.LastHeard.IsZero() {
+				ps.LastContact = pytime.FormatUTC(p.LastHeard)
+			}
+			if !p.InSync && p.ToSend == 0 {
+				ps.LastError = "frontiers differ; waiting for the next exchange"
+			}
+			s.Peers = append(s.Peers, ps)
+		}
+	}
 	a.errMu.Lock()
 	s.Errors = append([]status.ErrorEntry(nil), a.errs...)
 	a.errMu.Unlock()

@@ -110,7 +110,8 @@ type FolderStatus struct {
 type PeerStatus struct {
 	KeyID       string `json:"key_id"`
 	Actor       string `json:"actor"`
-	Folder      string `json:"folder"`
+	Folder      string `json:"folder"`                 // the peer folder, or for a radio peer "radio " + the serial device
+	Medium      string `json:"medium,omitempty"`       // "radio" for a device heard over the radio; empty: a peer folder
 	LastContact string `json:"last_contact,omitempty"` // their frontier's updated_at_utc
 	Trusted     bool   `json:"trusted"`
 	TheyLack    int    `json:"they_lack"`
