@@ -105,46 +105,27 @@ var _ fusefs.Source = (*MountSource)(nil)
 // with the disk, waiting up to wait while another process writes (then
 // it returns store.ErrLocked). Release it with releaseLocked.
 func (m *MountSource) acquireLocked(ctx context.Context, wait time.Duration) (*store.Backpack, error) {
-	deadline := time.Now().Add(wait)
-	pause := 10 * time.Millisecond
-	for {
-		var err error
-		if m.b == nil {
-			var b *store.Backpack
-			b, err = store.Open(ctx, m.dir, store.Options{KeyFile: m.keyFile, Logger: m.log})
-			if err == nil {
-				m.b = b
-				return b, nil
-			}
-		} else {
-			var r *store.Reacquired
-			r, err = m.b.Reacquire(ctx, false)
-			if err == nil {
-				if r.Reloaded != "" {
-					m.log.Info("mount: backpack reloaded", "reason", r.Reloaded)
-				}
-				return m.b, nil
-			}
-			if !errors.Is(err, store.ErrLocked) {
-				// Start afresh next time.
-				m.b.Close()
-				m.b = nil
-				return nil, err
-			}
-		}
-		if !errors.Is(err, store.ErrLocked) {
+	if m.b == nil {
+		b, err := store.Open(ctx, m.dir, store.Options{KeyFile: m.keyFile, Logger: m.log, LockWait: wait})
+		if err != nil {
 			return nil, err
 		}
-		if time.Now().Add(pause).After(deadline) {
-			return nil, err
-		}
-		select {
-		case <-ctx.Done():
-			return nil, ctx.Err()
-		case <-time.After(pause):
-		}
-		pause = min(pause*2, 500*time.Millisecond)
+		m.b = b
+		return b, nil
 	}
+	r, err := m.b.ReacquireWait(ctx, false, wait)
+	if err != nil {
+		if !errors.Is(err, store.ErrLocked) {
+			// Start afresh next time.
+			m.b.Close()
+			m.b = nil
+		}
+		return nil, err
+	}
+	if r.Reloaded != "" {
+		m.log.Info("mount: backpack reloaded", "reason", r.Reloaded)
+	}
+	return m.b, nil
 }
 
 // releaseLocked gives the writer lock back; the backpack stays in memory.

@@ -289,20 +289,8 @@ func (r radioStore) Delta(ctx context.Context, since bplog.Frontier) (lines [][]
 // get them too.
 func (r radioStore) Ingest(ctx context.Context, lines [][]byte, source string) (res *store.IngestResult, err error) {
 	err = r.with(func(b *store.Backpack) error {
-		deadline := time.Now().Add(30 * time.Second)
-		for {
-			_, err := b.Reacquire(ctx, false)
-			if err == nil {
-				break
-			}
-			if !errors.Is(err, bplog.ErrLocked) || time.Now().After(deadline) {
-				return err
-			}
-			select {
-			case <-ctx.Done():
-				return ctx.Err()
-			case <-time.After(50 * time.Millisecond):
-			}
+		if _, err := b.ReacquireWait(ctx, false, 30*time.Second); err != nil {
+			return err
 		}
 		res, err = b.Ingest(ctx, lines, source)
 		if rerr := b.Release(); err == nil {

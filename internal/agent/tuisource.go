@@ -16,7 +16,6 @@ import (
 
 	"github.com/backpack-field/backpack/internal/status"
 	"github.com/backpack-field/backpack/internal/store"
-	bplog "github.com/backpack-field/backpack/log"
 	"github.com/backpack-field/backpack/tui"
 )
 
@@ -218,18 +217,7 @@ func (s *tuiSource) Trust(ctx context.Context, keyID string) (*tui.TrustResult, 
 // openWriter opens the backpack for writing, retrying for a bounded time
 // while another process (the agent's pass) holds its lock.
 func openWriter(ctx context.Context, dir, keyFile string) (*store.Backpack, error) {
-	deadline := time.Now().Add(trustWait)
-	for {
-		b, err := store.Open(ctx, dir, store.Options{KeyFile: keyFile})
-		if !errors.Is(err, bplog.ErrLocked) || time.Now().After(deadline) {
-			return b, err
-		}
-		select {
-		case <-ctx.Done():
-			return nil, ctx.Err()
-		case <-time.After(100 * time.Millisecond):
-		}
-	}
+	return store.Open(ctx, dir, store.Options{KeyFile: keyFile, LockWait: trustWait})
 }
 
 func trustOpen(ctx context.Context, b *store.Backpack, keyID string) (*tui.TrustResult, error) {

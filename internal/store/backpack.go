@@ -169,7 +169,7 @@ func Open(ctx context.Context, dir string, opts Options) (*Backpack, error) {
 		return nil, err
 	}
 	if !opts.ReadOnly {
-		if err := b.openAppenderWaiting(ctx); err != nil {
+		if err := b.openAppenderWaiting(ctx, b.opts.LockWait); err != nil {
 			return nil, err
 		}
 		if err := b.settleRewriteJournal(); err != nil {
@@ -409,9 +409,9 @@ func (b *Backpack) openAppender() error {
 }
 
 // openAppenderWaiting is openAppender, retried while another process
-// holds the lock, for up to opts.LockWait.
-func (b *Backpack) openAppenderWaiting(ctx context.Context) error {
-	deadline := time.Now().Add(b.opts.LockWait)
+// holds the lock, for up to wait.
+func (b *Backpack) openAppenderWaiting(ctx context.Context, wait time.Duration) error {
+	deadline := time.Now().Add(wait)
 	pause := 10 * time.Millisecond
 	for {
 		err := b.openAppender()

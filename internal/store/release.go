@@ -84,12 +84,17 @@ func (b *Backpack) Release() error {
 }
 
 // Reacquire takes the writer lock back after Release and brings the
-// in-memory state up to what is on disk. It returns bplog.ErrLocked (as
-// Open does) while another process writes; the Backpack then stays
-// released. With thorough, it also checks the whole log prefix it holds
-// by its hash (time in the size of the log), not only the recognisable
-// tail.
+// in-memory state up to what is on disk. While another process writes it
+// waits up to Options.LockWait, then returns bplog.ErrLocked (as Open
+// does); the Backpack then stays released. With thorough, it also checks
+// the whole log prefix it holds by its hash (time in the size of the
+// log), not only the recognisable tail.
 func (b *Backpack) Reacquire(ctx context.Context, thorough bool) (*Reacquired, error) {
+	return b.ReacquireWait(ctx, thorough, b.opts.LockWait)
+}
+
+// ReacquireWait is Reacquire waiting up to wait for the lock.
+func (b *Backpack) ReacquireWait(ctx context.Context, thorough bool, wait time.Duration) (*Reacquired, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if b.released == nil {
@@ -100,7 +105,7 @@ func (b *Backpack) Reacquire(ctx context.Context, thorough bool) (*Reacquired, e
 	}
 	t0 := time.Now()
 	defer func() { b.log.Debug("reacquire", "took", time.Since(t0)) }()
-	if err := b.openAppender(); err != nil {
+	if err := b.openAppenderWaiting(ctx, wait); err != nil {
 		return nil, err
 	}
 	r := b.released
