@@ -132,19 +132,11 @@ func New(opts Options) (*Agent, error) {
 			return nil, err
 		}
 	}
-	dir, err := filepath.Abs(opts.Dir)
+	dir, uid, dev, err := locate(opts.Dir)
 	if err != nil {
 		return nil, err
 	}
-	g, err := store.ReadGenesis(dir)
-	if err != nil {
-		return nil, err
-	}
-	dev, err := store.DeviceDir(g.UID, dir)
-	if err != nil {
-		return nil, err
-	}
-	a := &Agent{opts: opts, log: opts.Logger, dir: dir, uid: g.UID, devDir: dev, ready: make(chan struct{}),
+	a := &Agent{opts: opts, log: opts.Logger, dir: dir, uid: uid, devDir: dev, ready: make(chan struct{}),
 		syncCh: make(chan struct{}, 1), subs: map[chan struct{}]struct{}{}, folderErr: map[string]string{}}
 	for _, p := range opts.Peers {
 		abs, err := filepath.Abs(p)
@@ -155,6 +147,22 @@ func New(opts Options) (*Agent, error) {
 	}
 	a.own.path = filepath.Join(dir, filepath.FromSlash(store.EventsPath))
 	return a, nil
+}
+
+// locate returns the backpack in dir as an absolute path, its uid and
+// its device directory.
+func locate(dir string) (abs, uid, dev string, err error) {
+	if abs, err = filepath.Abs(dir); err != nil {
+		return "", "", "", err
+	}
+	g, err := store.ReadGenesis(abs)
+	if err != nil {
+		return "", "", "", err
+	}
+	if dev, err = store.DeviceDir(g.UID, abs); err != nil {
+		return "", "", "", err
+	}
+	return abs, g.UID, dev, nil
 }
 
 // Status returns the latest status (nil before the first one).

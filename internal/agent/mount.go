@@ -11,7 +11,6 @@ import (
 	"time"
 
 	"github.com/backpack-field/backpack/fusefs"
-	"github.com/backpack-field/backpack/internal/store"
 	"github.com/backpack-field/backpack/watcher"
 )
 
@@ -85,15 +84,7 @@ func mount(ctx context.Context, opts MountOptions, a *Agent) (*Mounted, error) {
 	if opts.Settle <= 0 {
 		opts.Settle = 100 * time.Millisecond
 	}
-	dir, err := filepath.Abs(opts.Dir)
-	if err != nil {
-		return nil, err
-	}
-	g, err := store.ReadGenesis(dir)
-	if err != nil {
-		return nil, err
-	}
-	dev, err := store.DeviceDir(g.UID, dir)
+	dir, uid, dev, err := locate(opts.Dir)
 	if err != nil {
 		return nil, err
 	}
@@ -119,7 +110,7 @@ func mount(ctx context.Context, opts MountOptions, a *Agent) (*Mounted, error) {
 	if a != nil {
 		m.wg.Go(func() { m.followAgent(bg, a) })
 	} else {
-		m.wg.Go(func() { m.pollStatus(bg, g.UID, opts.StatusEvery) })
+		m.wg.Go(func() { m.pollStatus(bg, uid, opts.StatusEvery) })
 	}
 	return m, nil
 }
