@@ -71,6 +71,9 @@ type Agent struct {
 	readyOnce sync.Once
 	radio     atomic.Pointer[radiosync.Syncer]
 	radioLast atomic.Pointer[status.RadioStatus]
+	// warm is b for readers outside the loop (the radio): its read
+	// methods are safe for concurrent use and need no storeMu.
+	warm atomic.Pointer[store.Backpack]
 	// errMu guards errs (the radio goroutine notes errors too).
 	errMu sync.Mutex
 

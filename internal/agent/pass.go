@@ -44,6 +44,7 @@ func (a *Agent) pass(ctx context.Context) (err error) {
 			// Start from the files next time.
 			b.Close()
 			a.b = nil
+			a.warm.Store(nil)
 			if err == nil {
 				err = rerr
 			}
@@ -112,6 +113,7 @@ func (a *Agent) acquire(ctx context.Context) (*store.Backpack, error) {
 			return nil, err
 		}
 		a.b, a.lastThorough = b, time.Now()
+		a.warm.Store(b)
 		return b, nil
 	}
 	thorough := time.Since(a.lastThorough) >= thoroughEvery

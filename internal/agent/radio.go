@@ -248,6 +248,8 @@ func (a *Agent) radioStatus(link string) *status.RadioStatus {
 // verified ingest as the peer folders' bundles.
 type radioStore struct{ a *Agent }
 
+// with runs fn on the warm store holding storeMu, as a pass does: for
+// writes, which take the backpack's lock.
 func (r radioStore) with(fn func(*store.Backpack) error) error {
 	r.a.storeMu.Lock()
 	defer r.a.storeMu.Unlock()
@@ -257,30 +259,41 @@ func (r radioStore) with(fn func(*store.Backpack) error) error {
 	return fn(r.a.b)
 }
 
+// read runs fn on the warm store without storeMu: reads need no lock,
+// and the protocol reads while it holds its own (a pass must not wait on
+// it, nor it on a pass).
+func (r radioStore) read(fn func(*store.Backpack) error) error {
+	b := r.a.warm.Load()
+	if b == nil {
+		return errors.New("agent: the backpack is not open")
+	}
+	return fn(b)
+}
+
 func (r radioStore) UID() string { return r.a.uid }
 
 func (r radioStore) Actor() (s string) {
-	r.with(func(b *store.Backpack) error { s = b.Actor(); return nil })
+	r.read(func(b *store.Backpack) error { s = b.Actor(); return nil })
 	return s
 }
 
 func (r radioStore) SigningKey() (k bplog.PrivateKey, err error) {
-	err = r.with(func(b *store.Backpack) (err error) { k, err = b.SigningKey(); return err })
+	err = r.read(func(b *store.Backpack) (err error) { k, err = b.SigningKey(); return err })
 	return k, err
 }
 
 func (r radioStore) Registry() (reg *bplog.Registry) {
-	r.with(func(b *store.Backpack) error { reg = b.Registry(); return nil })
+	r.read(func(b *store.Backpack) error { reg = b.Registry(); return nil })
 	return reg
 }
 
 func (r radioStore) Frontier() (f bplog.Frontier) {
-	r.with(func(b *store.Backpack) error { f = b.Frontier(); return nil })
+	r.read(func(b *store.Backpack) error { f = b.Frontier(); return nil })
 	return f
 }
 
 func (r radioStore) Delta(ctx context.Context, since bplog.Frontier) (lines [][]byte, err error) {
-	err = r.with(func(b *store.Backpack) (err error) { lines, err = b.Delta(ctx, since); return err })
+	err = r.read(func(b *store.Backpack) (err error) { lines, err = b.Delta(ctx, since); return err })
 	return lines, err
 }
 
