@@ -442,10 +442,14 @@ func (b *Backpack) cleanTemps() {
 	}
 }
 
+// readersWait bounds how long a read of the log waits while another
+// writer rewrites its tail in place (log.LockShared).
+const readersWait = 30 * time.Second
+
 // load brings the reducer state and heads up to the end of the log, from
 // the state cache when it matches the log's prefix, else by replay.
 func (b *Backpack) load(ctx context.Context) error {
-	f, err := os.Open(b.path(EventsPath))
+	f, err := bplog.OpenShared(ctx, b.path(EventsPath), readersWait)
 	if err != nil {
 		return err
 	}

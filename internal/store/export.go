@@ -113,7 +113,7 @@ func chainCut(x *logIndex, chain []int, h bplog.ActorHead) int {
 // lines, repeated ids) are passed over; a line that is not in canonical
 // form is parsed and its canonical form used.
 func (b *Backpack) readItemsLocked(x *logIndex, first int, need map[int]uint64) ([][]byte, error) {
-	f, err := os.Open(b.path(EventsPath))
+	f, err := bplog.OpenShared(context.Background(), b.path(EventsPath), readersWait)
 	if err != nil {
 		return nil, err
 	}

@@ -790,12 +790,26 @@ func (b *Backpack) rewriteLocked(ctx context.Context, x *logIndex, plan []int, o
 	replaced := make(chan error, 1)
 	go func() {
 		// A tail that is the smaller part of the log is rewritten in
-		// place under the rewrite journal; otherwise the whole log is
-		// replaced through a temp file and rename.
+		// place under the rewrite journal, unless a reader holds the
+		// file and must not see its bytes change (a mount's open file);
+		// otherwise the whole log is replaced through a temp file and
+		// rename.
 		if int64(len(old)) == b.app.Size() && same > int64(len(out))/2 {
-			replaced <- b.replaceTailLocked(old, out, same)
-			return
+			unlock, ok, err := b.app.LockReaders()
+			if err != nil {
+				replaced <- err
+				return
+			}
+			if ok {
+				b.log.Debug("rewrite: the tail in place", "from", same, "size", len(out))
+				err := b.replaceTailLocked(old, out, same)
+				unlock()
+				replaced <- err
+				return
+			}
+			b.log.Debug("rewrite: a reader holds the log open; replacing the whole file")
 		}
+		b.log.Debug("rewrite: the whole file", "changed_from", same, "size", len(out))
 		replaced <- b.app.Replace(out)
 	}()
 	serr := b.restateLocked(ctx, out, nx, same)
