@@ -13,6 +13,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	bplog "github.com/backpack-field/backpack/log"
 )
 
 // Permissions the mount shows.
@@ -93,6 +95,13 @@ func (b *builder) buildFrom(ctx context.Context, snap *Snapshot) (*View, error) 
 	}
 	lf := newLogFile(f)
 	v := &View{log: lf, built: now}
+	// Read under the readers' lock, so that no tail is rewritten in
+	// place while the view indexes it (see logFile).
+	if err := bplog.LockShared(ctx, f, lockWait); err != nil {
+		v.Close()
+		return nil, err
+	}
+	defer bplog.Unlock(f)
 	x, grown, err := b.idx.update(ctx, f, snap.LogSize)
 	if err != nil {
 		v.Close()
@@ -103,6 +112,10 @@ func (b *builder) buildFrom(ctx context.Context, snap *Snapshot) (*View, error) 
 	info := ViewInfo{UID: snap.UID, Events: snap.Events, LogSize: snap.LogSize, MerkleRoot: snap.MerkleRoot}
 	if x.size < snap.LogSize {
 		info.LogSize = x.size // an unfinished last line is not shown
+	}
+	if err := lf.setEnd(info.LogSize); err != nil {
+		v.Close()
+		return nil, fmt.Errorf("read events.ndjson: %w", err)
 	}
 	logVersion := versionOf("log", x.generation, uint64(info.LogSize))
 	state, full := b.state.update(snap.State, x.generation, logVersion, grown, now, b.log)

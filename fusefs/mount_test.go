@@ -869,3 +869,124 @@ func TestMountLogReplaced(t *testing.T) {
 		t.Fatalf("the file opened before: %d bytes, %v; want the old %d", len(got), err, len(old))
 	}
 }
+
+// TestMountLogRewrittenInPlace: a merge that puts events before the log's
+// last lines rewrites its tail in place, which would change bytes under a
+// reader. A file held open through the mount keeps reading the bytes it
+// opened (the writer sees the mount's readers' lock and replaces the whole
+// file instead), and a file opened after a rewrite done while none was
+// open reads the new log, never the old view's size over new bytes.
+func TestMountLogRewrittenInPlace(t *testing.T) {
+	fx := newFixture(t)
+	at := func(start time.Duration) func() time.Time {
+		t := time.Date(2026, 3, 1, 9, 0, 0, 0, time.UTC).Add(start)
+		return func() time.Time {
+			t = t.Add(20 * time.Second)
+			return t
+		}
+	}
+	appendAs := func(dir, actor string, now func() time.Time, n int) {
+		bp, err := store.Open(context.Background(), dir, store.Options{KeyFile: fx.key, Actor: actor, Now: now, LockWait: 15 * time.Second})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer bp.Close()
+		for i := range n {
+			if _, err := bp.Append(body("OBSERVATION", actor, "n", canon.IntValue(int64(i)), 0.5)); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	// Another device's events, whose times fall among the log's last
+	// lines.
+	late := func(actor string, start time.Duration) [][]byte {
+		rep := filepath.Join(t.TempDir(), "rep")
+		if err := os.CopyFS(rep, os.DirFS(fx.dir)); err != nil {
+			t.Fatal(err)
+		}
+		appendAs(rep, actor, at(start), 3)
+		var out [][]byte
+		for _, l := range logLines(t, rep) {
+			if bytes.Contains(l, []byte(`"actor":"`+actor+`"`)) {
+				out = append(out, l)
+			}
+		}
+		return out
+	}
+	// Appends take about a minute of this clock each.
+	appendAs(fx.dir, "camp", at(0), 40)
+	truck := late("truck", 36*time.Minute+30*time.Second)
+	appendAs(fx.dir, "camp", at(41*time.Minute), 10)
+	cart := late("cart", 46*time.Minute+30*time.Second)
+
+	srv, mnt := mountFixture(t, fx, agent.MountOptions{Settle: time.Hour})
+	p := filepath.Join(mnt, store.EventsPath)
+	disk := filepath.Join(fx.dir, store.EventsPath)
+	ino := func() uint64 {
+		fi, err := os.Stat(disk)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return fi.Sys().(*syscall.Stat_t).Ino
+	}
+
+	// A reader holds the log open across the merge.
+	old := readFile(t, p)
+	held, err := os.Open(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer held.Close()
+	head := make([]byte, 100)
+	if _, err := io.ReadFull(held, head); err != nil {
+		t.Fatal(err)
+	}
+	was := ino()
+	if res := fx.ingest(t, truck); len(res.Applied) != 3 {
+		t.Fatalf("applied %d of truck's 3 events: %+v", len(res.Applied), res)
+	}
+	merged := readFile(t, disk)
+	if strings.HasPrefix(merged, old) {
+		t.Fatal("truck's events did not go before the log's last lines: no rewrite to test")
+	}
+	if ino() == was {
+		t.Fatal("the log was rewritten in place while a reader held it through the mount")
+	}
+	rest, err := io.ReadAll(held)
+	if err != nil || string(head)+string(rest) != old {
+		t.Fatalf("the file held open read %d bytes (%v), want the %d it opened", len(head)+len(rest), err, len(old))
+	}
+	held.Close()
+	if err := srv.Refresh(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if got := readFile(t, p); got != merged {
+		t.Fatalf("after the merge the mount shows %d bytes, disk %d", len(got), len(merged))
+	}
+
+	// No reader: the tail is rewritten in place, and the view (not
+	// rebuilt: a long settle) is stale. An open must see the new log.
+	// (The kernel releases closed files asynchronously.)
+	eventually(t, "the mount's readers gone", func() error {
+		f, err := os.Open(disk)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		return syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB)
+	})
+	was = ino()
+	if res := fx.ingest(t, cart); len(res.Applied) != 3 {
+		t.Fatalf("applied %d of cart's 3 events: %+v", len(res.Applied), res)
+	}
+	want := readFile(t, disk)
+	if strings.HasPrefix(want, merged) {
+		t.Fatal("cart's events did not go before the log's last lines: no rewrite to test")
+	}
+	if ino() != was {
+		t.Fatal("with no reader the tail was not rewritten in place; the test needs that case")
+	}
+	if got := readFile(t, p); got != want {
+		t.Fatalf("opened after an in-place rewrite: %d bytes, want the new log's %d", len(got), len(want))
+	}
+}

@@ -2,6 +2,7 @@ package fusefs
 
 import (
 	"context"
+	"errors"
 	"hash/fnv"
 	"io"
 	"syscall"
@@ -207,7 +208,7 @@ func (n *node) Open(ctx context.Context, flags uint32) (fs.FileHandle, uint32, s
 			// page cache: direct I/O.
 			return n.s.openAppend()
 		}
-		return n.s.openLog(n.ino)
+		return n.s.openLog(ctx, n.ino)
 	}
 	if acc != syscall.O_RDONLY {
 		return nil, 0, syscall.EROFS
@@ -221,8 +222,12 @@ func (n *node) Open(ctx context.Context, flags uint32) (fs.FileHandle, uint32, s
 		if e.dir {
 			return nil, 0, syscall.EISDIR
 		}
-		if e.lr != nil && !e.lr.f.acquire() {
-			continue // the view was replaced and closed meanwhile
+		if e.lr != nil {
+			if ok, errno := n.s.openLogFile(ctx, e.lr.f); errno != 0 {
+				return nil, 0, errno
+			} else if !ok {
+				continue // the view was replaced and closed meanwhile
+			}
 		}
 		// Derived files change with every snapshot: each open reads the
 		// view it opened on, without the kernel's page cache.
@@ -275,9 +280,34 @@ func (h *entryHandle) Read(ctx context.Context, dest []byte, off int64) (fuse.Re
 
 func (h *entryHandle) Release(ctx context.Context) syscall.Errno {
 	if h.e.lr != nil {
-		h.e.lr.f.release()
+		h.e.lr.f.close()
 	}
 	return 0
+}
+
+// openLogFile opens lf, a view's log file, for a new handle: false when
+// the view was replaced meanwhile (look it up again). A file rewritten in
+// place since its view was built has a new view built first, and the
+// caller looks again.
+func (s *Server) openLogFile(ctx context.Context, lf *logFile) (bool, syscall.Errno) {
+	ok, err := lf.open(ctx)
+	switch {
+	case !ok:
+		return false, 0
+	case err == nil:
+		return true, 0
+	case errors.Is(err, errRewritten):
+		rctx, cancel := context.WithTimeout(ctx, lockWait)
+		defer cancel()
+		if err := s.Refresh(rctx); err != nil {
+			s.log.Warn("mount: events.ndjson was rewritten and no new view could be built", "err", err)
+			return false, syscall.EAGAIN
+		}
+		return false, 0
+	default:
+		s.log.Warn("mount: cannot open events.ndjson", "err", err)
+		return false, syscall.EAGAIN
+	}
 }
 
 // logHandle reads events.ndjson as one view saw it, straight from the
@@ -301,7 +331,7 @@ func (h *logHandle) Read(ctx context.Context, dest []byte, off int64) (fuse.Read
 }
 
 func (h *logHandle) Release(ctx context.Context) syscall.Errno {
-	h.lf.release()
+	h.lf.close()
 	return 0
 }
 
@@ -361,14 +391,16 @@ func (s *Server) openAppend() (fs.FileHandle, uint32, syscall.Errno) {
 
 // openLog opens events.ndjson for reading through the inode numbered
 // ino.
-func (s *Server) openLog(ino uint64) (fs.FileHandle, uint32, syscall.Errno) {
+func (s *Server) openLog(ctx context.Context, ino uint64) (fs.FileHandle, uint32, syscall.Errno) {
 	for {
 		v := s.current()
 		e := v.find(eventsPath)
 		if e == nil || e.lr == nil {
 			return nil, 0, syscall.ENOENT
 		}
-		if !e.lr.f.acquire() {
+		if ok, errno := s.openLogFile(ctx, e.lr.f); errno != 0 {
+			return nil, 0, errno
+		} else if !ok {
 			continue
 		}
 		h := logHandle{lf: e.lr.f, size: e.lr.size}

@@ -1,6 +1,8 @@
 package fusefs
 
 import (
+	"bytes"
+	"context"
 	"errors"
 	"io"
 	"io/fs"
@@ -9,8 +11,11 @@ import (
 	"slices"
 	"sort"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
+
+	bplog "github.com/backpack-field/backpack/log"
 )
 
 // A View is one immutable picture of a backpack: the tree the mount shows,
@@ -123,10 +128,36 @@ func (e *entry) readAt(p []byte, off int64) (int, error) {
 
 // logFile is the open events.ndjson a view reads, shared by the view and
 // the file handles opened on it; the last release closes it.
+//
+// Open handles also hold a shared flock(2) on the file, from the first
+// open to the last release: a writer rewrites the log's tail in place only
+// when it can take the exclusive lock at once (docs/FORMAT.md, "Rewriting
+// the log"), so bytes a handle may read never change under it; with
+// readers holding it, the writer replaces the whole file instead (a new
+// inode: those readers keep the old one).
 type logFile struct {
 	f    *os.File
 	refs atomic.Int64
+
+	mu    sync.Mutex
+	opens int
+	// size and end are the view's length of the file and its last bytes
+	// (up to endCheck): the first open checks that they are still there,
+	// since a tail rewritten in place while no handle was open leaves the
+	// view stale.
+	size int64
+	end  []byte
 }
+
+// endCheck is how many of the log's last bytes a first open compares.
+const endCheck = 512
+
+// errRewritten: the log file was rewritten in place after the view was
+// built; a new view must be built before it is read.
+var errRewritten = errors.New("fusefs: events.ndjson was rewritten since the view was built")
+
+// lockWait bounds how long an open waits for a writer's in-place rewrite.
+const lockWait = 30 * time.Second
 
 func newLogFile(f *os.File) *logFile {
 	l := &logFile{f: f}
@@ -157,6 +188,64 @@ func (l *logFile) release() {
 	if l.refs.Add(-1) == 0 {
 		l.f.Close()
 	}
+}
+
+// setEnd records the view's length of the file and reads its last bytes.
+func (l *logFile) setEnd(size int64) error {
+	n := min(size, endCheck)
+	end := make([]byte, n)
+	if _, err := l.f.ReadAt(end, size-n); err != nil {
+		return err
+	}
+	l.size, l.end = size, end
+	return nil
+}
+
+// open takes a reference for a file handle (false: the file is closed)
+// and, for the first handle, the shared lock, after which it checks that
+// the file still ends as the view saw it (errRewritten if not; the
+// reference is given back on any error).
+func (l *logFile) open(ctx context.Context) (bool, error) {
+	if !l.acquire() {
+		return false, nil
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.opens == 0 {
+		if err := bplog.LockShared(ctx, l.f, lockWait); err != nil {
+			l.release()
+			return true, err
+		}
+		if !l.endsAsSeen() {
+			bplog.Unlock(l.f)
+			l.release()
+			return true, errRewritten
+		}
+	}
+	l.opens++
+	return true, nil
+}
+
+// close gives back what open took.
+func (l *logFile) close() {
+	l.mu.Lock()
+	l.opens--
+	if l.opens == 0 {
+		bplog.Unlock(l.f)
+	}
+	l.mu.Unlock()
+	l.release()
+}
+
+// endsAsSeen reports whether the file still holds the view's last bytes
+// where the view saw them.
+func (l *logFile) endsAsSeen() bool {
+	if l.end == nil {
+		return true
+	}
+	got := make([]byte, len(l.end))
+	_, err := l.f.ReadAt(got, l.size-int64(len(got)))
+	return err == nil && bytes.Equal(got, l.end)
 }
 
 // logRange is a file whose bytes come from the log: the first size bytes
