@@ -43,6 +43,7 @@ so in the status and reconnects.`)
 	logFormat := fs.String("log-format", "text", "text or json")
 	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
 	mountpoint := fs.String("mount", "", "also mount the backpack there (see `backpack mount`)")
+	readMode := fs.String("read-mode", "passthrough", "with --mount: how events.ndjson is read (see `backpack mount -h`)")
 	loraDev := fs.String("lora", "", "serial port of a LoRa radio to sync over (e.g. /dev/ttyUSB0)")
 	loraDriver := fs.String("lora-driver", "rnode", "rnode or kiss (a generic KISS TNC)")
 	loraFreq := fs.Float64("lora-freq", 868.1, "frequency, MHz")
@@ -67,6 +68,10 @@ so in the status and reconnects.`)
 			Frequency: uint32(*loraFreq*1e6 + 0.5), Bandwidth: uint32(*loraBW*1e3 + 0.5),
 			SpreadingFactor: *loraSF, CodingRate: *loraCR, TXPower: *loraTXP, Region: *loraRegion, HelloEvery: *loraHello}
 	}
+	mode, err := agent.ParseReadMode(*readMode)
+	if err != nil {
+		return usagef("--read-mode: %v", err)
+	}
 	var level slog.Level
 	if err := level.UnmarshalText([]byte(*logLevel)); err != nil {
 		return usagef("--log-level: %v", err)
@@ -85,7 +90,7 @@ so in the status and reconnects.`)
 		return usagef("--keep-bundles must be auto or all")
 	}
 	a, err := agent.New(agent.Options{Dir: dir, Peers: peers, KeyFile: *key, Interval: *interval, KeepBundles: *keep, Logger: logger,
-		LogProgress: isTerminal(e.stderr), Mount: *mountpoint, Radio: radio})
+		LogProgress: isTerminal(e.stderr), Mount: *mountpoint, MountReadMode: mode, Radio: radio})
 	if err != nil {
 		if radio != nil && strings.HasPrefix(err.Error(), "agent: radio:") {
 			return usagef("%v", err)
