@@ -6,6 +6,7 @@ import (
 	"context"
 	"os"
 	"os/signal"
+	"runtime/debug"
 	"runtime/pprof"
 	"syscall"
 
@@ -18,6 +19,18 @@ func main() {
 	if p := os.Getenv("BACKPACK_CPUPROFILE"); p != "" {
 		if f, err := os.Create(p); err == nil && pprof.StartCPUProfile(f) == nil {
 			defer pprof.StopCPUProfile()
+		}
+	}
+	// A one-shot command (an import, a merge) holds most of what it
+	// allocates until it exits: collecting at twice the live heap, not
+	// at once more, spares much of the collector's work for about the
+	// same peak memory (docs/BENCHMARKS.md, "Sync"). The commands that
+	// keep running keep Go's default, as does any GOGC setting.
+	if len(os.Args) > 1 && os.Getenv("GOGC") == "" {
+		switch os.Args[1] {
+		case "agent", "mount", "tui":
+		default:
+			debug.SetGCPercent(200)
 		}
 	}
 	code := cli.Main(ctx, os.Args[1:], os.Stdin, os.Stdout, os.Stderr)

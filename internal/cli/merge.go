@@ -28,15 +28,25 @@ manifest, Merkle root, manifest.sig and state are rebuilt.`)
 		return err
 	}
 	defer f.Close()
-	t0 := time.Now()
-	lines, err := readLines(f)
-	if err != nil {
-		return err
+	// REMOTE is read while LOCAL opens.
+	type read struct {
+		lines [][]byte
+		err   error
 	}
-	e.logger().Debug("merge: read the remote log", "lines", len(lines), "took", time.Since(t0))
+	remoteLines := make(chan read, 1)
+	go func() {
+		t0 := time.Now()
+		lines, err := readLines(f)
+		e.logger().Debug("merge: read the remote log", "lines", len(lines), "took", time.Since(t0))
+		remoteLines <- read{lines, err}
+	}()
 	var res *store.IngestResult
 	err = withWriter(e, local, *key, func(b *store.Backpack) (err error) {
-		res, err = b.Ingest(e.ctx, lines, "merge:"+remote)
+		r := <-remoteLines
+		if r.err != nil {
+			return fmt.Errorf("%s: %w", remote, r.err)
+		}
+		res, err = b.Ingest(e.ctx, r.lines, "merge:"+remote)
 		return err
 	})
 	if err != nil {

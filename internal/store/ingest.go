@@ -789,6 +789,7 @@ func (b *Backpack) rewriteLocked(ctx context.Context, x *logIndex, plan []int, o
 	// the log is in place.
 	replaced := make(chan error, 1)
 	go func() {
+		defer func() { b.log.Debug("rewrite: log written", "took", time.Since(t0)) }()
 		// A tail that is the smaller part of the log is rewritten in
 		// place under the rewrite journal, unless a reader holds the
 		// file and must not see its bytes change (a mount's open file);
@@ -819,7 +820,9 @@ func (b *Backpack) rewriteLocked(ctx context.Context, x *logIndex, plan []int, o
 		b.log.Debug("rewrite: state", "took", time.Since(t0))
 		var err error
 		if cache, err = b.encodeCacheLocked(); err == nil {
+			b.log.Debug("rewrite: cache encoded", "took", time.Since(t0), "bytes", len(cache))
 			commitCache, err = b.stageCache(cache)
+			b.log.Debug("rewrite: cache staged", "took", time.Since(t0))
 		}
 		if err != nil {
 			b.log.Warn("state cache not written", "err", err)
