@@ -316,14 +316,18 @@ const lockWait = 15 * time.Second
 
 // openWriter opens dir for writing, waiting up to lockWait for the lock.
 // On a terminal, long imports and merges show their progress on stderr.
-func openWriter(e *env, dir, key string) (*store.Backpack, error) {
-	return store.Open(e.ctx, dir, store.Options{Logger: e.logger(), KeyFile: key, LockWait: lockWait, Progress: e.progress()})
+func openWriter(e *env, dir, key string, opts ...func(*store.Options)) (*store.Backpack, error) {
+	o := store.Options{Logger: e.logger(), KeyFile: key, LockWait: lockWait, Progress: e.progress()}
+	for _, f := range opts {
+		f(&o)
+	}
+	return store.Open(e.ctx, dir, o)
 }
 
-// withWriter opens dir for writing, runs fn, and closes it, returning the
-// first error.
-func withWriter(e *env, dir, key string, fn func(*store.Backpack) error) error {
-	b, err := openWriter(e, dir, key)
+// withWriter opens dir for writing (opts adjust the store's options),
+// runs fn, and closes it, returning the first error.
+func withWriter(e *env, dir, key string, fn func(*store.Backpack) error, opts ...func(*store.Options)) error {
+	b, err := openWriter(e, dir, key, opts...)
 	if err != nil {
 		return err
 	}

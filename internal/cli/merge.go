@@ -48,6 +48,10 @@ manifest, Merkle root, manifest.sig and state are rebuilt.`)
 		}
 		res, err = b.Ingest(e.ctx, r.lines, "merge:"+remote)
 		return err
+	}, func(o *store.Options) {
+		// A merge that reorders the log replays the state from a
+		// snapshot: LOCAL's state is decoded only if it is needed.
+		o.DeferState = true
 	})
 	if err != nil {
 		return err

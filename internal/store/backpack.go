@@ -66,6 +66,11 @@ type Options struct {
 	// at least progressMin events) is going, a few times a second, from
 	// another goroutine; it must return quickly.
 	Progress func(Progress)
+	// DeferState leaves the reducer state read from the state cache
+	// undecoded until something needs it: for a merge, which replays
+	// from a snapshot anyway when it reorders the log. Until then the
+	// Backpack publishes no Snapshot.
+	DeferState bool
 	// CacheEvery refreshes the state cache once this many events were
 	// appended since it was written (default 2000), or a tenth of the
 	// log, whichever is more: rewriting the cache costs time in the size
@@ -112,6 +117,7 @@ type Backpack struct {
 	signer     *bplog.Signer
 	actor      string
 	state      *reducer.State
+	pending    *pendingState // the state, not decoded yet (state is nil)
 	heads      map[string]Head
 	logHash    hash.Hash // SHA-256 of events.ndjson[0:logSize]
 	logSize    int64
@@ -195,9 +201,13 @@ func Open(ctx context.Context, dir string, opts Options) (*Backpack, error) {
 			b.Close()
 			return nil, err
 		}
+		noted := b.loadCacheSum()
 		if err := b.refreshDerivedIfStale(); err != nil {
 			b.Close()
 			return nil, err
+		}
+		if !noted {
+			b.noteCacheSum()
 		}
 	}
 	if err := b.publishLocked(); err != nil {
@@ -288,7 +298,7 @@ func (b *Backpack) Close() error {
 // cacheDueLocked reports whether the state cache should be written before
 // the lock is given up.
 func (b *Backpack) cacheDueLocked() bool {
-	return (b.sinceCache >= max(minCacheTail, b.entries/20) || b.indexScanned) && b.state != nil && b.entries >= minCacheEntries
+	return (b.sinceCache >= max(minCacheTail, b.entries/20) || b.indexScanned) && (b.state != nil || b.pending != nil) && b.entries >= minCacheEntries
 }
 
 // writableLocked returns why the backpack cannot be written, or nil.
@@ -335,7 +345,11 @@ func (b *Backpack) KeyID() string {
 func (b *Backpack) StateHash() (string, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	return b.state.StateHash()
+	st, err := b.stateLocked()
+	if err != nil {
+		return "", err
+	}
+	return st.StateHash()
 }
 
 // SigningKey returns the device key (ErrNoKey without one).
@@ -360,7 +374,11 @@ func (b *Backpack) Registry() *bplog.Registry {
 func (b *Backpack) WithState(fn func(*reducer.State) error) error {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	return fn(b.state)
+	st, err := b.stateLocked()
+	if err != nil {
+		return err
+	}
+	return fn(st)
 }
 
 func (b *Backpack) path(rel string) string { return filepath.Join(b.dir, filepath.FromSlash(rel)) }
@@ -464,12 +482,12 @@ func (b *Backpack) load(ctx context.Context) error {
 	} else if !errors.Is(err, os.ErrNotExist) {
 		b.log.Warn("state cache unusable; replaying the log", "err", err)
 	}
-	if b.state == nil {
+	if b.state == nil && b.pending == nil {
 		if err := b.resumeFromCheckpoint(f); err != nil {
 			return err
 		}
 	}
-	if b.state == nil {
+	if b.state == nil && b.pending == nil {
 		b.index, b.indexScanned = nil, false
 		b.maxKey, b.maxKeyKnown = bplog.OrderItem{}, true
 		b.state = reducer.New()
@@ -524,7 +542,11 @@ func (b *Backpack) absorbLocked(it *scan.Item) {
 		b.badLines = append(b.badLines, BadLine{Line: it.Number, Offset: it.Offset, Reason: it.Err.Error()})
 		return
 	}
-	b.state.Apply(it.Value)
+	if b.pending != nil {
+		b.pending.tail = append(b.pending.tail, it.Value)
+	} else {
+		b.state.Apply(it.Value)
+	}
 	b.entries++
 	if e := it.Event; e != nil && e.Actor != "" && e.ID != "" {
 		h := b.heads[e.Actor]
@@ -692,7 +714,14 @@ func (b *Backpack) appendLinesLocked(lines [][]byte, evs []*bplog.Event) error {
 			return err
 		}
 	}
+	if b.pending != nil {
+		b.pending.start() // decoded while the lines are written
+	}
 	if err := b.app.Write(lines...); err != nil {
+		return err
+	}
+	st, err := b.stateLocked()
+	if err != nil {
 		return err
 	}
 	// The log's fsync runs while the derived files are rebuilt and their
@@ -705,7 +734,7 @@ func (b *Backpack) appendLinesLocked(lines [][]byte, evs []*bplog.Event) error {
 		b.logSize += int64(len(l)) + 1
 		b.lines++
 		b.entries++
-		b.state.Apply(evs[i].Value)
+		st.Apply(evs[i].Value)
 		h := b.heads[evs[i].Actor]
 		b.heads[evs[i].Actor] = Head{ID: evs[i].ID, Events: h.Events + 1}
 		b.noteKey(evs[i])
@@ -740,7 +769,7 @@ func (b *Backpack) appendLinesLocked(lines [][]byte, evs []*bplog.Event) error {
 // reloadAfterFailureLocked rebuilds the in-memory state from the files
 // after a failed write, and returns cause.
 func (b *Backpack) reloadAfterFailureLocked(cause error) error {
-	b.state = nil
+	b.state, b.pending = nil, nil
 	b.index = nil
 	b.logSize, b.lines, b.entries, b.sinceCache = 0, 0, 0, 0
 	if err := b.load(context.Background()); err != nil {
@@ -752,8 +781,59 @@ func (b *Backpack) reloadAfterFailureLocked(cause error) error {
 	return errors.Join(cause, b.publishLocked())
 }
 
+// pendingState is a reducer state still in the state cache's encoding
+// (Options.DeferState), and the values read from the log past the cache,
+// to apply once it is decoded.
+type pendingState struct {
+	data []byte
+	tail []canon.Value
+	once sync.Once
+	done chan struct{}
+	st   *reducer.State
+	err  error
+}
+
+func newPendingState(data []byte) *pendingState {
+	return &pendingState{data: data, done: make(chan struct{})}
+}
+
+// start decodes the state on another goroutine, once.
+func (p *pendingState) start() {
+	p.once.Do(func() {
+		go func() {
+			defer close(p.done)
+			p.st, p.err = decodeReducer(p.data)
+		}()
+	})
+}
+
+// stateLocked returns the reducer state, decoding a deferred one first
+// (and applying the log values read past the cache to it).
+func (b *Backpack) stateLocked() (*reducer.State, error) {
+	if p := b.pending; p != nil {
+		t0 := time.Now()
+		p.start()
+		defer func() { b.log.Debug("state: decoded from the cache when first needed", "took", time.Since(t0)) }()
+		<-p.done
+		if p.err != nil {
+			return nil, fmt.Errorf("store: state cache: %w (remove %s to replay the log)", p.err, CachePath)
+		}
+		for _, v := range p.tail {
+			p.st.Apply(v)
+		}
+		b.state, b.pending = p.st, nil
+		if err := b.publishLocked(); err != nil {
+			return nil, err
+		}
+	}
+	return b.state, nil
+}
+
 // publishLocked publishes a new Snapshot.
 func (b *Backpack) publishLocked() error {
+	if b.state == nil {
+		return nil // DeferState: published once the state is decoded
+	}
 	heads := make(map[string]Head, len(b.heads))
 	for k, v := range b.heads {
 		heads[k] = v

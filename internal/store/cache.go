@@ -38,6 +38,7 @@ type cacheFile struct {
 	heads                  map[string]Head
 	bad                    []BadLine
 	state                  *reducer.State
+	stateData              []byte    // the state, not decoded (DeferState)
 	index                  *logIndex // nil when the cache has none
 	base                   *baseState
 }
@@ -85,13 +86,19 @@ func (b *Backpack) readCache() (*cacheFile, error) {
 			}
 		}
 	}()
-	st, err := decodeReducer(body)
+	var st *reducer.State
+	if !b.opts.DeferState {
+		st, err = decodeReducer(body)
+	}
 	<-done
 	if err != nil {
 		return nil, fmt.Errorf("store: state cache: %w", err)
 	}
 	c := parseResume(h)
 	c.state = st
+	if st == nil {
+		c.stateData = body
+	}
 	c.index = x
 	// The base snapshot: its own bytes, or (base_bytes 0) the main
 	// state's when it was taken at the cache's end.
@@ -134,7 +141,10 @@ func (b *Backpack) prefixMatches(f *os.File, c *cacheFile) (bool, error) {
 }
 
 func (b *Backpack) applyCache(c *cacheFile) {
-	b.state = c.state
+	b.state, b.pending = c.state, nil
+	if c.state == nil {
+		b.pending = newPendingState(c.stateData)
+	}
 	b.heads = c.heads
 	b.badLines = c.bad
 	b.logSize = c.offset
@@ -174,7 +184,11 @@ func (b *Backpack) encodeCacheLocked() ([]byte, error) {
 		isum = sha256.Sum256(idx)
 		close(done)
 	}()
-	body, err := b.state.MarshalBinary()
+	st, err := b.stateLocked()
+	var body []byte
+	if err == nil {
+		body, err = st.MarshalBinary()
+	}
 	<-done
 	if err != nil {
 		return nil, err
@@ -247,7 +261,9 @@ func (b *Backpack) commitCacheLocked(commit func() error, data []byte) error {
 	if err := commit(); err != nil {
 		return err
 	}
-	b.files.remember(b.path(CachePath), CachePath, data)
+	if k, h, ok := b.files.remember(b.path(CachePath), CachePath, data); ok {
+		b.saveCacheSum(k, h)
+	}
 	b.cacheSize = b.logSize
 	b.sinceCache = 0
 	b.indexScanned = false

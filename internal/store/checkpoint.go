@@ -151,7 +151,11 @@ func (b *Backpack) Checkpoint() (string, error) {
 	if b.signer == nil {
 		return "", ErrNoKey
 	}
-	pre, err := b.state.PreimageValue()
+	state, err := b.stateLocked()
+	if err != nil {
+		return "", err
+	}
+	pre, err := state.PreimageValue()
 	if err != nil {
 		return "", err
 	}
@@ -159,16 +163,16 @@ func (b *Backpack) Checkpoint() (string, error) {
 	if data, err := os.ReadFile(b.path(MerkleRootPath)); err == nil {
 		root = canon.StringValue(strings.TrimSpace(string(data)))
 	}
-	count := int64(b.state.EventCount())
+	count := int64(state.EventCount())
 	var o canon.ObjectBuilder
 	o.Set("event_count", canon.IntValue(count)).
 		Set("key_id", canon.StringValue(b.signer.KeyID)).
-		Set("last_event_id", b.state.LastEventID()).
+		Set("last_event_id", state.LastEventID()).
 		Set("merkle_root", root).
 		Set("signed_at_utc", canon.StringValue(pytime.FormatUTC(b.opts.Now()))).
 		Set("spec_version", canon.StringValue("1.0")).
 		Set("state", pre).
-		Set("backpack_resume", b.resumeInfoLocked().With("evidence", b.state.Evidence()))
+		Set("backpack_resume", b.resumeInfoLocked().With("evidence", state.Evidence()))
 	v := o.Value()
 	msg, err := canon.Encode(v)
 	if err != nil {

@@ -51,8 +51,12 @@ func (b *Backpack) FenceToken() ([]byte, error) {
 	if _, err := rand.Read(nonce[:]); err != nil {
 		return nil, err
 	}
+	state, err := b.stateLocked()
+	if err != nil {
+		return nil, err
+	}
 	last := ""
-	if v := b.state.LastEventID(); v.Kind() == canon.String {
+	if v := state.LastEventID(); v.Kind() == canon.String {
 		last = v.Str()
 	}
 	return MakeFenceToken(b.signer.Key, b.signer.KeyID, last, pytime.FormatUTC(b.opts.Now()), hex.EncodeToString(nonce[:])), nil
@@ -96,7 +100,11 @@ func (b *Backpack) CheckFenceToken(token []byte) (*FenceInfo, error) {
 	if err != nil || !vk.Verify([]byte(v.Field("token_hash").Str()), sig) {
 		return nil, fmt.Errorf("%w: signature does not verify", ErrBadToken)
 	}
-	if lv := b.state.LastEventID(); lv.Kind() == canon.String {
+	state, err := b.stateLocked()
+	if err != nil {
+		return nil, err
+	}
+	if lv := state.LastEventID(); lv.Kind() == canon.String {
 		info.CurrentLast = lv.Str()
 	}
 	if info.LatestEventID != "" {

@@ -907,7 +907,7 @@ func (b *Backpack) restateLocked(ctx context.Context, data []byte, nx *logIndex,
 		hashed <- h
 	}()
 	target := baseTarget(int64(len(data)))
-	b.state = st
+	b.state, b.pending = st, nil
 	err := scan.Run(ctx, bytes.NewReader(data[from:]), scan.Options{Offset: from, FirstLine: line + 1}, func(it *scan.Item) error {
 		b.maybeBaseLocked(it.Offset, it.Number-1, entries, target, int64(len(data)))
 		if it.Err != nil {
@@ -919,7 +919,7 @@ func (b *Backpack) restateLocked(ctx context.Context, data []byte, nx *logIndex,
 	})
 	if err != nil {
 		<-hashed
-		b.state = nil
+		b.state, b.pending = nil, nil
 		return err
 	}
 	b.state = st

@@ -221,7 +221,7 @@ func (b *Backpack) catchUpLocked(ctx context.Context, r *released, thorough bool
 
 // resetLocked forgets the in-memory state so that load rebuilds it.
 func (b *Backpack) resetLocked() {
-	b.state = nil
+	b.state, b.pending = nil, nil
 	b.index, b.indexScanned = nil, false
 	b.logSize, b.lines, b.entries, b.sinceCache = 0, 0, 0, 0
 	b.base = nil
