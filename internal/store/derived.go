@@ -1,7 +1,12 @@
 package store
 
 import (
+	"encoding/hex"
 	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/backpack-field/backpack/internal/canon"
 
 	"github.com/backpack-field/backpack/internal/pytime"
 	"github.com/backpack-field/backpack/merkle"
@@ -17,13 +22,89 @@ type fileCache struct {
 	logHash merkle.Hash
 }
 
-// remember records the digest of data, just written to abs.
-func (c *fileCache) remember(abs, rel string, data []byte) {
+// remember records the digest of data, just written to abs, and returns
+// the key and digest it recorded (ok false when abs cannot be read).
+func (c *fileCache) remember(abs, rel string, data []byte) (merkle.CacheKey, merkle.Hash, bool) {
 	fi, err := os.Stat(abs)
+	if err != nil {
+		return merkle.CacheKey{}, merkle.Hash{}, false
+	}
+	k := merkle.CacheKey{Path: rel, Size: fi.Size(), ModTime: fi.ModTime()}
+	h := merkle.Sum(data)
+	c.seen.Store(k, h)
+	return k, h, true
+}
+
+// The state cache is the largest file the manifest covers after the log,
+// and a writer's open checks the manifest: so that it need not hash the
+// cache again, the store notes the cache's digest with its size and
+// modification time in the device directory (cache.sum), as it noted it
+// in memory, and a later open takes it when the file still has that size
+// and time. Like any such stat cache it trusts that a file with the same
+// size and time has the same bytes; `backpack verify` hashes everything.
+const cacheSumName = "cache.sum"
+
+// noteCacheSum writes cache.sum for the state cache file as the last
+// manifest build hashed it, if it did.
+func (b *Backpack) noteCacheSum() {
+	fi, err := os.Stat(b.path(CachePath))
 	if err != nil {
 		return
 	}
-	c.seen.Store(merkle.CacheKey{Path: rel, Size: fi.Size(), ModTime: fi.ModTime()}, merkle.Sum(data))
+	k := merkle.CacheKey{Path: CachePath, Size: fi.Size(), ModTime: fi.ModTime()}
+	if h, ok := b.files.seen.Lookup(k); ok {
+		b.saveCacheSum(k, h)
+	}
+}
+
+// saveCacheSum writes cache.sum for the cache file's key and digest.
+func (b *Backpack) saveCacheSum(k merkle.CacheKey, h merkle.Hash) {
+	dev, err := DeviceDir(b.uid, b.dir)
+	if err != nil {
+		return
+	}
+	var o canon.ObjectBuilder
+	o.Set("path", canon.StringValue(k.Path)).
+		Set("size", canon.IntValue(k.Size)).
+		Set("mtime_ns", canon.IntValue(k.ModTime.UnixNano())).
+		Set("sha256", canon.StringValue(h.String()))
+	if err := os.MkdirAll(dev, 0o700); err == nil {
+		if err := writeFileAtomic(filepath.Join(dev, cacheSumName), append(canon.MustEncode(o.Value()), '\n'), 0o600); err != nil {
+			b.log.Debug("cache.sum not written", "err", err)
+		}
+	}
+}
+
+// loadCacheSum hands the digest in cache.sum to the file cache when the
+// state cache file still has the size and time it notes, and reports
+// whether it did.
+func (b *Backpack) loadCacheSum() bool {
+	dev, err := DeviceDir(b.uid, b.dir)
+	if err != nil {
+		return false
+	}
+	data, err := os.ReadFile(filepath.Join(dev, cacheSumName))
+	if err != nil || len(data) > 4096 {
+		return false
+	}
+	v, err := canon.Limits{MaxSize: 4096}.Parse(data)
+	if err != nil || v.Field("path").Str() != CachePath {
+		return false
+	}
+	size, _ := v.Field("size").Int64()
+	mtime, _ := v.Field("mtime_ns").Int64()
+	sum, err := hex.DecodeString(v.Field("sha256").Str())
+	if err != nil || len(sum) != len(merkle.Hash{}) {
+		return false
+	}
+	fi, err := os.Stat(b.path(CachePath))
+	if err != nil || fi.Size() != size || fi.ModTime().UnixNano() != mtime {
+		return false
+	}
+	var h merkle.Hash
+	copy(h[:], sum)
+	b.files.seen.Store(merkle.CacheKey{Path: CachePath, Size: size, ModTime: time.Unix(0, mtime)}, h)
+	return true
 }
 
 // Lookup implements merkle.HashCache.
