@@ -13,6 +13,7 @@ import (
 
 	"github.com/backpack-field/backpack/internal/canon"
 	bplog "github.com/backpack-field/backpack/log"
+	"github.com/backpack-field/backpack/merkle"
 	"github.com/backpack-field/backpack/reducer"
 )
 
@@ -239,30 +240,44 @@ func (b *Backpack) encodeCacheLocked() ([]byte, error) {
 
 // installCacheLocked writes the state cache encodeCacheLocked made.
 func (b *Backpack) installCacheLocked(data []byte) error {
-	commit, err := b.stageCache(data)
+	st, err := b.stageCache(data)
 	if err != nil {
 		return err
 	}
-	return b.commitCacheLocked(commit, data)
+	return b.commitCacheLocked(st)
+}
+
+// stagedCache is a state cache written to a temp file, with its digest.
+type stagedCache struct {
+	commit func() error
+	sum    merkle.Hash
 }
 
 // stageCache writes the cache's bytes to a synced temp file (it touches
-// nothing the lock guards, so it may run beside other work); the returned
-// function puts it in place.
-func (b *Backpack) stageCache(data []byte) (func() error, error) {
+// nothing the lock guards, so it may run beside other work) while it
+// hashes them for the manifest on another core; commitCacheLocked puts it
+// in place.
+func (b *Backpack) stageCache(data []byte) (*stagedCache, error) {
 	if err := os.MkdirAll(b.path("state"), 0o755); err != nil {
 		return nil, err
 	}
-	return stageFile(b.path(CachePath), data, 0o644)
+	summed := make(chan merkle.Hash, 1)
+	go func() { summed <- merkle.Sum(data) }()
+	commit, err := stageFile(b.path(CachePath), data, 0o644)
+	sum := <-summed
+	if err != nil {
+		return nil, err
+	}
+	return &stagedCache{commit: commit, sum: sum}, nil
 }
 
 // commitCacheLocked puts a staged cache in place.
-func (b *Backpack) commitCacheLocked(commit func() error, data []byte) error {
-	if err := commit(); err != nil {
+func (b *Backpack) commitCacheLocked(st *stagedCache) error {
+	if err := st.commit(); err != nil {
 		return err
 	}
-	if k, h, ok := b.files.remember(b.path(CachePath), CachePath, data); ok {
-		b.saveCacheSum(k, h)
+	if k, ok := b.files.remember(b.path(CachePath), CachePath, st.sum); ok {
+		b.saveCacheSum(k, st.sum)
 	}
 	b.cacheSize = b.logSize
 	b.sinceCache = 0

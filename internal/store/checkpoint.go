@@ -193,7 +193,7 @@ func (b *Backpack) Checkpoint() (string, error) {
 	if err := writeFileAtomic(b.path(rel), data, 0o644); err != nil {
 		return "", err
 	}
-	b.files.remember(b.path(rel), rel, data)
+	b.files.remember(b.path(rel), rel, merkle.Sum(data))
 	if err := b.writeDerivedLocked(); err != nil {
 		return rel, err
 	}

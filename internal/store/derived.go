@@ -22,17 +22,16 @@ type fileCache struct {
 	logHash merkle.Hash
 }
 
-// remember records the digest of data, just written to abs, and returns
-// the key and digest it recorded (ok false when abs cannot be read).
-func (c *fileCache) remember(abs, rel string, data []byte) (merkle.CacheKey, merkle.Hash, bool) {
+// remember records h, the digest of the file just written to abs, and
+// returns the key it recorded it under (ok false when abs cannot be read).
+func (c *fileCache) remember(abs, rel string, h merkle.Hash) (merkle.CacheKey, bool) {
 	fi, err := os.Stat(abs)
 	if err != nil {
-		return merkle.CacheKey{}, merkle.Hash{}, false
+		return merkle.CacheKey{}, false
 	}
 	k := merkle.CacheKey{Path: rel, Size: fi.Size(), ModTime: fi.ModTime()}
-	h := merkle.Sum(data)
 	c.seen.Store(k, h)
-	return k, h, true
+	return k, true
 }
 
 // The state cache is the largest file the manifest covers after the log,

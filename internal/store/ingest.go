@@ -130,13 +130,16 @@ func childKey(actor, prev string) childRef { return childRef{actor, prev} }
 // a plain search and the line's hash compared with the held line's. A
 // line this cannot match (not canonical, or "event_id" found elsewhere
 // first) is simply not matched here, and goes through the full checks.
-func (x *logIndex) holdsLine(line []byte) bool {
+// It returns the item's position, or -1.
+func (x *logIndex) holdsLine(line []byte) int {
 	id, ok := quickEventID(line)
 	if !ok {
-		return false
+		return -1
 	}
-	i, ok := x.byID[string(id)]
-	return ok && x.hashes[i] == sha256.Sum256(line)
+	if i, ok := x.byID[string(id)]; ok && x.hashes[i] == sha256.Sum256(line) {
+		return i
+	}
+	return -1
 }
 
 // quickEventID returns the value of the first "event_id" member in a
@@ -313,6 +316,7 @@ func (b *Backpack) ingestLocked(ctx context.Context, lines [][]byte, source stri
 	type checked struct {
 		c  *candidate
 		he *HeldEvent
+		at int // the held item the line is, byte for byte (-1: none)
 	}
 	all := make([][]byte, 0, len(held)+len(lines))
 	srcs := make([]string, 0, len(held)+len(lines))
@@ -332,8 +336,8 @@ func (b *Backpack) ingestLocked(ctx context.Context, lines [][]byte, source stri
 		go func() {
 			defer wg.Done()
 			for i := w; i < len(all); i += workers {
-				c, he := b.checkEvent(all[i], srcs[i], x)
-				results[i] = checked{c, he}
+				c, he, at := b.checkEvent(all[i], srcs[i], x)
+				results[i] = checked{c, he, at}
 				done.Add(1)
 			}
 		}()
@@ -341,6 +345,18 @@ func (b *Backpack) ingestLocked(ctx context.Context, lines [][]byte, source stri
 	wg.Wait()
 	stop()
 	b.log.Debug("ingest: index and checks", "lines", len(all), "took", time.Since(t0))
+	// Held lines that arrived byte for byte (a merge brings a whole
+	// log): should the log be rewritten, they are known without hashing
+	// the old log's lines again.
+	var known [][]byte
+	for i, r := range results {
+		if r.at >= 0 {
+			if known == nil {
+				known = make([][]byte, len(x.items))
+			}
+			known[r.at] = bytes.TrimSpace(all[i])
+		}
+	}
 
 	var cands []*candidate
 	seen := map[string]bool{}
@@ -450,7 +466,7 @@ func (b *Backpack) ingestLocked(ctx context.Context, lines [][]byte, source stri
 		if b.opts.Progress != nil && len(all) >= progressMin {
 			b.opts.Progress(Progress{Source: source, Phase: "writing", Done: len(order), Total: len(order)})
 		}
-		if err := b.mergeLocked(ctx, x, order, res); err != nil {
+		if err := b.mergeLocked(ctx, x, order, res, known); err != nil {
 			b.index = nil // rebuilt from the file on next use
 			return nil, err
 		}
@@ -558,8 +574,10 @@ const reasonUntrusted = "signed by a key this backpack does not trust"
 // the event cannot be applied.
 // A nil candidate with a nil HeldEvent means the event is already held
 // with identical bytes (checked before the signature, which it passed
-// when it was first held, so re-deliveries cost no verification).
-func (b *Backpack) checkEvent(line []byte, source string, x *logIndex) (*candidate, *HeldEvent) {
+// when it was first held, so re-deliveries cost no verification); at is
+// then the held item's position when the line is its canonical line
+// byte for byte (else -1).
+func (b *Backpack) checkEvent(line []byte, source string, x *logIndex) (c *candidate, he *HeldEvent, at int) {
 	held := func(reason string, e *bplog.Event) *HeldEvent {
 		h := &HeldEvent{Reason: reason, Source: source, Line: string(line)}
 		if e != nil {
@@ -568,45 +586,47 @@ func (b *Backpack) checkEvent(line []byte, source string, x *logIndex) (*candida
 		return h
 	}
 	trimmed := bytes.TrimSpace(line)
-	if x.holdsLine(trimmed) {
-		return nil, nil
+	if at := x.holdsLine(trimmed); at >= 0 {
+		return nil, nil, at
 	}
 	e, err := bplog.Parse(trimmed)
 	if err != nil {
-		return nil, held("not a usable event: "+err.Error(), e)
+		return nil, held("not a usable event: "+err.Error(), e), -1
 	}
 	full, signed, idPre, err := e.Encodings()
 	if err != nil {
-		return nil, held(err.Error(), e)
+		return nil, held(err.Error(), e), -1
 	}
 	hash := sha256.Sum256(full)
 	if i, ok := x.byID[e.ID]; ok && x.hashes[i] == hash {
-		return nil, nil
+		return nil, nil, -1
 	}
 	if rule, want, _ := e.CheckIDWith(idPre); rule == bplog.IDMismatch {
-		return nil, held(fmt.Sprintf("event_id does not match the content (expected %s)", want), e)
+		return nil, held(fmt.Sprintf("event_id does not match the content (expected %s)", want), e), -1
 	}
 	if e.Sig == "" {
-		return nil, held("event is not signed", e)
+		return nil, held("event is not signed", e), -1
 	}
 	vk, err := b.reg.ResolveVerifier(e.KeyID)
 	switch {
 	case errors.Is(err, bplog.ErrUnknownKey):
-		return nil, held(reasonUntrusted, e)
+		return nil, held(reasonUntrusted, e), -1
 	case errors.Is(err, bplog.ErrRevokedKey):
-		return nil, held("signed by a revoked key", e)
+		return nil, held("signed by a revoked key", e), -1
 	}
 	if err := e.VerifySignatureWith(vk, signed); err != nil {
-		return nil, held("signature does not verify", e)
+		return nil, held("signature does not verify", e), -1
 	}
-	return &candidate{e: e, line: full, hash: hash, source: source}, nil
+	return &candidate{e: e, line: full, hash: hash, source: source}, nil, -1
 }
 
 // mergeLocked puts accepted events into the log in the merge order:
 // appended when the order keeps every existing line where it is, else by
 // rewriting the log. x holds the existing events in file order; order the
 // accepted ones.
-func (b *Backpack) mergeLocked(ctx context.Context, x *logIndex, order []*candidate, res *IngestResult) error {
+// known holds, by item position, lines already confirmed to be held
+// items' canonical lines (nil entries, or nil: none).
+func (b *Backpack) mergeLocked(ctx context.Context, x *logIndex, order []*candidate, res *IngestResult, known [][]byte) error {
 	t0 := time.Now()
 	incoming := make([]bplog.OrderItem, len(order))
 	for i, c := range order {
@@ -667,14 +687,14 @@ func (b *Backpack) mergeLocked(ctx context.Context, x *logIndex, order []*candid
 		}
 	}
 	b.index = nil // rebuilt in the new file order on next use
-	return b.rewriteLocked(ctx, x, plan, order, ids, byID)
+	return b.rewriteLocked(ctx, x, plan, order, ids, byID, known)
 }
 
 // rewriteLocked writes the log in the merge order plan (positions in
 // x.items, then in order for the accepted events; ids are the same
 // events' ids), through a temp file, fsync and rename, then brings the
 // state up to date.
-func (b *Backpack) rewriteLocked(ctx context.Context, x *logIndex, plan []int, order []*candidate, ids []string, added map[string]*candidate) error {
+func (b *Backpack) rewriteLocked(ctx context.Context, x *logIndex, plan []int, order []*candidate, ids []string, added map[string]*candidate, known [][]byte) error {
 	t0 := time.Now()
 	old, err := os.ReadFile(b.path(EventsPath))
 	if err != nil {
@@ -701,7 +721,9 @@ func (b *Backpack) rewriteLocked(ctx context.Context, x *logIndex, plan []int, o
 				match[k] = -1
 				t := bytes.TrimSpace(lines[k])
 				if id, ok := quickEventID(t); ok {
-					if i, ok := x.byID[string(id)]; ok && x.hashes[i] == sha256.Sum256(t) {
+					// A line equal to one confirmed in the batch needs
+					// no hash.
+					if i, ok := x.byID[string(id)]; ok && ((known != nil && known[i] != nil && bytes.Equal(known[i], t)) || x.hashes[i] == sha256.Sum256(t)) {
 						match[k] = int32(i)
 					}
 				}
@@ -814,14 +836,13 @@ func (b *Backpack) rewriteLocked(ctx context.Context, x *logIndex, plan []int, o
 		replaced <- b.app.Replace(out)
 	}()
 	serr := b.restateLocked(ctx, out, nx, same)
-	var cache []byte
-	var commitCache func() error
+	var staged *stagedCache
 	if serr == nil {
 		b.log.Debug("rewrite: state", "took", time.Since(t0))
-		var err error
-		if cache, err = b.encodeCacheLocked(); err == nil {
+		cache, err := b.encodeCacheLocked()
+		if err == nil {
 			b.log.Debug("rewrite: cache encoded", "took", time.Since(t0), "bytes", len(cache))
-			commitCache, err = b.stageCache(cache)
+			staged, err = b.stageCache(cache)
 			b.log.Debug("rewrite: cache staged", "took", time.Since(t0))
 		}
 		if err != nil {
@@ -842,8 +863,8 @@ func (b *Backpack) rewriteLocked(ctx context.Context, x *logIndex, plan []int, o
 	} else if changed {
 		b.keysChanged = true
 	}
-	if commitCache != nil {
-		if err := b.commitCacheLocked(commitCache, cache); err != nil {
+	if staged != nil {
+		if err := b.commitCacheLocked(staged); err != nil {
 			b.log.Warn("state cache not written", "err", err)
 		}
 	}
@@ -1237,7 +1258,7 @@ func (b *Backpack) mergeOwnLocked(lines [][]byte, evs []*bplog.Event) error {
 	for i, e := range evs {
 		order[i] = &candidate{e: e, line: lines[i], hash: sha256.Sum256(lines[i]), source: "this device"}
 	}
-	return b.mergeLocked(ctx, x, order, &IngestResult{})
+	return b.mergeLocked(ctx, x, order, &IngestResult{}, nil)
 }
 
 // splitLines splits data at universal newlines (\n, \r\n or \r), as the
