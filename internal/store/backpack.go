@@ -473,8 +473,14 @@ func (b *Backpack) load(ctx context.Context) error {
 	}
 	defer f.Close()
 	b.logHash = sha256.New()
-	if c, err := b.readCache(); err == nil {
-		if ok, err := b.prefixMatches(f, c); err != nil {
+	// The log's prefix is hashed while the cache decodes.
+	var pre *prefixHash
+	c, err := b.readCache(func(off int64) { pre = hashPrefix(f, off) })
+	if err != nil && pre != nil {
+		<-pre.done // f is closed on return
+	}
+	if err == nil {
+		if ok, err := b.prefixMatches(f, c, pre); err != nil {
 			return err
 		} else if ok {
 			b.applyCache(c)

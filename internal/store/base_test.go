@@ -1,7 +1,9 @@
 package store_test
 
 import (
+	"bytes"
 	"context"
+	"os"
 	"path/filepath"
 	"testing"
 	"time"
@@ -108,4 +110,85 @@ func TestRewriteReplaysFromSnapshot(t *testing.T) {
 		t.Fatalf("state after second merge %s, replay from scratch %s", got, want)
 	}
 	mustVerify(t, a)
+}
+
+// TestDamagedSnapshotNotUsed: a base snapshot whose bytes no longer match
+// the digest the cache names is not replayed from (the merge replays the
+// whole log) and is not written back as if it were sound.
+func TestDamagedSnapshotNotUsed(t *testing.T) {
+	defer store.SetMinBaseBytes(16 << 10)()
+	a, b, key := replicas(t)
+	now := clock()
+	appendBatch(t, a, key, "north", 1500, now)
+	b2 := filepath.Join(filepath.Dir(b), "replica2")
+	copyDir(t, a, b2)
+	b = b2
+	ca, cb := clock(), clock()
+	for range 3000 {
+		ca()
+		cb()
+	}
+	cb()
+	appendBatch(t, a, key, "north", 40, ca)
+	appendBatch(t, b, key, "south", 30, cb)
+	// Open and close a without a cache: a replay that takes the
+	// snapshot near the end, kept in the cache at close.
+	cachePath := filepath.Join(a, store.CachePath)
+	if err := os.Remove(cachePath); err != nil && !os.IsNotExist(err) {
+		t.Fatal(err)
+	}
+	bp, err := store.Open(context.Background(), a, store.Options{KeyFile: key, Now: clock()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if bp.BaseOffset() < 0 {
+		t.Fatal("no base snapshot")
+	}
+	bp.Close()
+	// The snapshot is the cache's last section: damage its last byte.
+	data, err := os.ReadFile(cachePath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Contains(data[:bytes.IndexByte(data[9:], '\n')+9], []byte(`"base_bytes":`)) || bytes.Contains(data[:200], []byte(`"base_bytes":0`)) {
+		t.Fatalf("the cache keeps no separate snapshot section: %q", data[:400])
+	}
+	// A subject renamed in place: the cache's digest of the section and
+	// the reducer encoding's own checksum both catch it.
+	at := bytes.LastIndex(data, []byte("north_site"))
+	if at < 0 || at < len(data)/2 {
+		t.Fatal("no subject to damage in the snapshot section")
+	}
+	data[at+len("north_site")-1] = 'f'
+	if err := os.WriteFile(cachePath, data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, deferState := range []bool{false, true} {
+		before := store.BaseReplays()
+		bp, err := store.Open(context.Background(), a, store.Options{KeyFile: key, Now: clock(), DeferState: deferState})
+		if err != nil {
+			t.Fatal(err)
+		}
+		res, err := bp.Ingest(context.Background(), logLinesOf(t, b), "other replica")
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, _ := bp.StateHash()
+		bp.Close()
+		if want := replayHash(t, a); got != want {
+			t.Fatalf("defer %v: state after merge %s, replay %s", deferState, got, want)
+		}
+		mustVerify(t, a)
+		if !deferState {
+			if !res.Rewrote || store.BaseReplays() != before {
+				t.Fatalf("rewrote %v; replayed from the damaged snapshot %d times", res.Rewrote, store.BaseReplays()-before)
+			}
+			// The cache written after that merge holds a sound
+			// snapshot again: the next reordering merge uses it.
+			appendBatch(t, a, key, "north", 10, ca)
+			appendBatch(t, b, key, "south", 10, cb)
+		} else if store.BaseReplays() != before+1 {
+			t.Fatalf("after the damage the rewritten cache's snapshot was not used (%d)", store.BaseReplays()-before)
+		}
+	}
 }

@@ -7,6 +7,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"hash"
 	"io"
 	"math"
 	"os"
@@ -44,7 +45,10 @@ type cacheFile struct {
 	base                   *baseState
 }
 
-func (b *Backpack) readCache() (*cacheFile, error) {
+// readCache reads and checks the state cache. onHeader, when set, hears
+// the log offset the cache covers as soon as the header is read, so that
+// the caller can check the log's prefix while the rest decodes.
+func (b *Backpack) readCache(onHeader func(offset int64)) (*cacheFile, error) {
 	data, err := os.ReadFile(b.path(CachePath))
 	if err != nil {
 		return nil, err
@@ -60,6 +64,11 @@ func (b *Backpack) readCache() (*cacheFile, error) {
 	h, err := canon.Limits{MaxSize: maxCacheHeader}.Parse(data[:nl])
 	if err != nil {
 		return nil, fmt.Errorf("store: state cache header: %w", err)
+	}
+	if onHeader != nil {
+		if off, ok := h.Field("log_offset").Int64(); ok {
+			onHeader(off)
+		}
 	}
 	body := data[nl+1:]
 	n, _ := h.Field("reducer_bytes").Int64()
@@ -106,38 +115,72 @@ func (b *Backpack) readCache() (*cacheFile, error) {
 	if bo, ok := h.Field("base_offset").Int64(); ok && bo >= 0 && bo <= c.offset {
 		bl, _ := h.Field("base_lines").Int64()
 		be, _ := h.Field("base_entries").Int64()
-		bsum := sha256.Sum256(baseData)
+		want, werr := hex.DecodeString(h.Field("base_sha256").Str())
 		switch {
 		case nb == 0 && bo == c.offset:
 			c.base = &baseState{offset: bo, lines: int(bl), entries: int(be), data: bytes.Clone(body)}
-		case nb > 0 && hex.EncodeToString(bsum[:]) == h.Field("base_sha256").Str():
-			c.base = &baseState{offset: bo, lines: int(bl), entries: int(be), data: bytes.Clone(baseData), sum: bsum[:]}
+		case nb > 0 && werr == nil && len(want) == sha256.Size:
+			// Its digest is checked when it is first used (intact).
+			c.base = &baseState{offset: bo, lines: int(bl), entries: int(be), data: bytes.Clone(baseData), want: want}
 		}
 	}
 	return c, nil
 }
 
-// prefixMatches hashes the log's first c.offset bytes into b.logHash and
-// reports whether they are the bytes the cache was made from. On a match
-// b.logHash holds the prefix's running hash.
-func (b *Backpack) prefixMatches(f *os.File, c *cacheFile) (bool, error) {
-	st, err := f.Stat()
-	if err != nil {
-		return false, err
+// prefixHash is the running hash of a log's first offset bytes, computed
+// on another goroutine (hashPrefix).
+type prefixHash struct {
+	offset int64
+	done   chan struct{}
+	h      hash.Hash
+	ahead  bool // the log is shorter than offset
+	err    error
+}
+
+// hashPrefix starts hashing the first offset bytes of the log file f.
+func hashPrefix(f *os.File, offset int64) *prefixHash {
+	p := &prefixHash{offset: offset, done: make(chan struct{})}
+	go func() {
+		defer close(p.done)
+		st, err := f.Stat()
+		if err != nil {
+			p.err = err
+			return
+		}
+		if offset < 0 || offset > st.Size() {
+			p.ahead = true
+			return
+		}
+		p.h = sha256.New()
+		_, p.err = io.Copy(p.h, io.NewSectionReader(f, 0, offset))
+	}()
+	return p
+}
+
+// prefixMatches reports whether the log's first c.offset bytes are the
+// bytes the cache was made from, hashing them unless p (started when the
+// header was read) already does. On a match b.logHash holds the prefix's
+// running hash.
+func (b *Backpack) prefixMatches(f *os.File, c *cacheFile, p *prefixHash) (bool, error) {
+	if p == nil || p.offset != c.offset {
+		if p != nil {
+			<-p.done
+		}
+		p = hashPrefix(f, c.offset)
 	}
-	if c.offset < 0 || c.offset > st.Size() {
-		b.log.Info("state cache is ahead of the log; replaying", "cache_offset", c.offset, "log_size", st.Size())
+	<-p.done
+	if p.err != nil {
+		return false, p.err
+	}
+	if p.ahead {
+		b.log.Info("state cache is ahead of the log; replaying", "cache_offset", c.offset)
 		return false, nil
 	}
-	b.logHash.Reset()
-	if _, err := io.Copy(b.logHash, io.NewSectionReader(f, 0, c.offset)); err != nil {
-		return false, err
-	}
-	if fmt.Sprintf("%x", b.logHash.Sum(nil)) != c.prefix {
+	if fmt.Sprintf("%x", p.h.Sum(nil)) != c.prefix {
 		b.log.Info("state cache does not match the log (rewritten by another tool?); replaying")
-		b.logHash.Reset()
 		return false, nil
 	}
+	b.logHash = p.h
 	return true, nil
 }
 
@@ -205,6 +248,10 @@ func (b *Backpack) encodeCacheLocked() ([]byte, error) {
 		With("reducer_sha256", canon.StringValue(hex.EncodeToString(sum[:]))).
 		With("index_bytes", canon.IntValue(int64(len(idx)))).
 		With("index_sha256", canon.StringValue(hex.EncodeToString(isum[:])))
+	if bs := b.base; bs != nil && bs.want != nil && !bs.intact() {
+		b.log.Warn("state snapshot in the cache is damaged; dropped")
+		b.base = nil
+	}
 	var baseData []byte
 	if bs := b.base; bs != nil && bs.offset <= b.logSize {
 		if bs.offset < b.logSize {
@@ -348,7 +395,7 @@ type CacheInfo struct {
 // the hash of the state it holds. os.ErrNotExist when there is none.
 func ReadCacheInfo(dir string) (*CacheInfo, error) {
 	b := &Backpack{dir: dir}
-	c, err := b.readCache()
+	c, err := b.readCache(nil)
 	if err != nil {
 		return nil, err
 	}
@@ -375,6 +422,17 @@ type baseState struct {
 	lines, entries int
 	data           []byte
 	sum            []byte // SHA-256 of data, once computed (nil: not yet)
+	want           []byte // SHA-256 the cache named for it, not checked yet (nil: none)
+}
+
+// intact computes the snapshot's digest (once) and reports whether it is
+// the one the cache named.
+func (bs *baseState) intact() bool {
+	if bs.sum == nil {
+		s := sha256.Sum256(bs.data)
+		bs.sum = s[:]
+	}
+	return bs.want == nil || bytes.Equal(bs.sum, bs.want)
 }
 
 // A merge that must put new events before existing lines replays the

@@ -222,7 +222,7 @@ func (b *Backpack) resumeFromCheckpoint(f *os.File) error {
 		}
 		c := cp.resume
 		c.state = st
-		ok, err := b.prefixMatches(f, c)
+		ok, err := b.prefixMatches(f, c, nil)
 		if err != nil {
 			return err
 		}

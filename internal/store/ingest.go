@@ -907,6 +907,10 @@ func (b *Backpack) restateLocked(ctx context.Context, data []byte, nx *logIndex,
 	st := reducer.New()
 	var from int64
 	line, entries := 0, 0
+	if base := b.base; base != nil && base.want != nil && !base.intact() {
+		b.log.Warn("state snapshot in the cache is damaged; replaying the whole log")
+		b.base = nil
+	}
 	if base := b.base; base != nil && base.offset <= same {
 		s, err := decodeReducer(base.data)
 		if err == nil {
