@@ -30,15 +30,19 @@ manifest, Merkle root, manifest.sig and state are rebuilt.`)
 	defer f.Close()
 	// REMOTE is read while LOCAL opens.
 	type read struct {
-		lines [][]byte
+		lines *store.Prepared
 		err   error
 	}
 	remoteLines := make(chan read, 1)
 	go func() {
 		t0 := time.Now()
 		lines, err := readLines(f)
-		e.logger().Debug("merge: read the remote log", "lines", len(lines), "took", time.Since(t0))
-		remoteLines <- read{lines, err}
+		var p *store.Prepared
+		if err == nil {
+			p = store.Prepare(lines)
+		}
+		e.logger().Debug("merge: read and hashed the remote log", "lines", len(lines), "took", time.Since(t0))
+		remoteLines <- read{p, err}
 	}()
 	var res *store.IngestResult
 	err = withWriter(e, local, *key, func(b *store.Backpack) (err error) {
@@ -46,7 +50,7 @@ manifest, Merkle root, manifest.sig and state are rebuilt.`)
 		if r.err != nil {
 			return fmt.Errorf("%s: %w", remote, r.err)
 		}
-		res, err = b.Ingest(e.ctx, r.lines, "merge:"+remote)
+		res, err = b.IngestPrepared(e.ctx, r.lines, "merge:"+remote)
 		return err
 	}, func(o *store.Options) {
 		// A merge that reorders the log replays the state from a

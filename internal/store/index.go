@@ -52,7 +52,8 @@ func decodeIndex(b []byte) (*logIndex, error) {
 		return nil, errBadIndex
 	}
 	b = b[k:]
-	x := newLogIndexSized(int(min(n, uint64(len(b))/34)))
+	size := int(min(n, uint64(len(b))/34))
+	x := &logIndex{items: make([]bplog.OrderItem, 0, size), actors: make([]string, 0, size), hashes: make([][32]byte, 0, size)}
 	// Every string is a slice of one copy of the section: one allocation
 	// instead of four an event. Actors repeat: they are shared.
 	all := string(b)
@@ -89,10 +90,14 @@ func decodeIndex(b []byte) (*logIndex, error) {
 		} else if len(actors) < 1<<16 {
 			actors[actor] = actor
 		}
-		x.addItem(it, actor, h)
+		x.appendUnique(it, actor, h)
 	}
 	if len(b) != 0 {
 		return nil, errBadIndex
+	}
+	x.buildMaps()
+	if len(x.byID) != len(x.items) {
+		return nil, errBadIndex // an id twice: not an index encode wrote
 	}
 	return x, nil
 }

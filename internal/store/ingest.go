@@ -142,6 +142,14 @@ func (x *logIndex) holdsLine(line []byte) int {
 	return -1
 }
 
+// holdsHashed is holdsLine for a line whose quick id and hash are known.
+func (x *logIndex) holdsHashed(id []byte, hash [32]byte) int {
+	if i, ok := x.byID[string(id)]; ok && x.hashes[i] == hash {
+		return i
+	}
+	return -1
+}
+
 // quickEventID returns the value of the first "event_id" member in a
 // canonical event line (where it is a plain string), without parsing the
 // line. It is a hint: callers confirm it by the line's hash.
@@ -192,6 +200,30 @@ func (x *logIndex) appendUnique(it bplog.OrderItem, actor string, hash [32]byte)
 	x.items = append(x.items, it)
 	x.actors = append(x.actors, actor)
 	x.hashes = append(x.hashes, hash)
+}
+
+// buildMaps builds the lookup maps of an index built in bulk, the two on
+// two cores.
+func (x *logIndex) buildMaps() {
+	byID := make(map[string]int, len(x.items))
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for i, it := range x.items {
+			if _, dup := byID[it.ID]; !dup {
+				byID[it.ID] = i
+			}
+		}
+	}()
+	children := make(map[childRef]string, len(x.items))
+	for i, it := range x.items {
+		k := childKey(x.actors[i], it.Prev)
+		if _, ok := children[k]; !ok {
+			children[k] = it.ID
+		}
+	}
+	<-done
+	x.byID, x.children = byID, children
 }
 
 // ensureMaps builds the lookup maps of an index built in bulk.
@@ -293,10 +325,49 @@ type candidate struct {
 func (b *Backpack) Ingest(ctx context.Context, lines [][]byte, source string) (*IngestResult, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	return b.ingestLocked(ctx, lines, source)
+	return b.ingestLocked(ctx, lines, source, nil)
 }
 
-func (b *Backpack) ingestLocked(ctx context.Context, lines [][]byte, source string) (*IngestResult, error) {
+// Prepared is a batch of incoming lines with what can be learned of them
+// before the backpack is open (Prepare).
+type Prepared struct {
+	lines  [][]byte
+	ids    [][]byte   // quickEventID of each trimmed line (nil: none)
+	hashes [][32]byte // SHA-256 of each trimmed line
+}
+
+// Prepare hashes lines for IngestPrepared, on every core. A merge runs it
+// while the backpack opens: the lines the backpack already holds are then
+// recognised without hashing them under the lock.
+func Prepare(lines [][]byte) *Prepared {
+	p := &Prepared{lines: lines, ids: make([][]byte, len(lines)), hashes: make([][32]byte, len(lines))}
+	var wg sync.WaitGroup
+	workers := runtime.GOMAXPROCS(0)
+	for w := range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := w; i < len(lines); i += workers {
+				t := bytes.TrimSpace(lines[i])
+				if id, ok := quickEventID(t); ok {
+					p.ids[i] = id
+					p.hashes[i] = sha256.Sum256(t)
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	return p
+}
+
+// IngestPrepared is Ingest of prepared lines.
+func (b *Backpack) IngestPrepared(ctx context.Context, p *Prepared, source string) (*IngestResult, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.ingestLocked(ctx, p.lines, source, p)
+}
+
+func (b *Backpack) ingestLocked(ctx context.Context, lines [][]byte, source string, pre *Prepared) (*IngestResult, error) {
 	if err := b.writableLocked(); err != nil {
 		return nil, err
 	}
@@ -336,6 +407,13 @@ func (b *Backpack) ingestLocked(ctx context.Context, lines [][]byte, source stri
 		go func() {
 			defer wg.Done()
 			for i := w; i < len(all); i += workers {
+				if j := i - len(held); pre != nil && j >= 0 && pre.ids[j] != nil {
+					if at := x.holdsHashed(pre.ids[j], pre.hashes[j]); at >= 0 {
+						results[i] = checked{nil, nil, at}
+						done.Add(1)
+						continue
+					}
+				}
 				c, he, at := b.checkEvent(all[i], srcs[i], x)
 				results[i] = checked{c, he, at}
 				done.Add(1)
@@ -1188,7 +1266,7 @@ func (b *Backpack) retryQuarantineLocked(ctx context.Context) (*IngestResult, er
 			lines = append(lines, []byte(h.Line))
 		}
 	}
-	res, err := b.ingestLocked(ctx, lines, "quarantine retry")
+	res, err := b.ingestLocked(ctx, lines, "quarantine retry", nil)
 	if err != nil {
 		return nil, err
 	}

@@ -249,3 +249,35 @@ func TestAncestorCounts(t *testing.T) {
 		}
 	}
 }
+
+// TestIngestPrepared: lines hashed beforehand (Prepare, as a merge does
+// while the backpack opens) ingest exactly as plain lines do.
+func TestIngestPrepared(t *testing.T) {
+	a, b, key := replicas(t)
+	ca, cb := clock(), clock()
+	cb()
+	appendN(t, a, key, "north", 5, ca)
+	appendN(t, b, key, "south", 4, cb)
+	a2 := filepath.Join(filepath.Dir(a), "a2")
+	copyDir(t, a, a2)
+	lines := logLinesOf(t, b)
+	lines = append(lines, []byte("not an event"), lines[len(lines)-1])
+	plain := ingest(t, a, key, lines, "b")
+	bp, err := store.Open(context.Background(), a2, store.Options{KeyFile: key, Now: clock()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	prepared, err := bp.IngestPrepared(context.Background(), store.Prepare(lines), "b")
+	bp.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(plain.Applied) != 4 || len(prepared.Applied) != len(plain.Applied) || prepared.Duplicates != plain.Duplicates ||
+		len(prepared.Rejected) != len(plain.Rejected) || prepared.Rewrote != plain.Rewrote {
+		t.Fatalf("plain %+v\nprepared %+v", plain, prepared)
+	}
+	if mustRead(t, filepath.Join(a, store.EventsPath)) != mustRead(t, filepath.Join(a2, store.EventsPath)) {
+		t.Fatal("logs differ between plain and prepared ingest")
+	}
+	mustVerify(t, a2)
+}
