@@ -58,6 +58,12 @@ type Config struct {
 	// per device.
 	Offline         int
 	OfflineByDevice []int
+	// SharedActors and SharedEvents give every device, before the
+	// radios start, the same history of SharedActors more actors
+	// ("actor_00", ...) with SharedEvents events each (default 3),
+	// written by device 0: a backpack with many actors that the devices
+	// already share.
+	SharedActors, SharedEvents int
 	// Writes schedule events written while the simulation runs.
 	Writes []Write
 	// Forks: at the start, device Fork[0] writes an event as device
@@ -281,6 +287,9 @@ func (s *Sim) setup(ctx context.Context) error {
 			return err
 		}
 	}
+	if err := s.writeShared(); err != nil {
+		return err
+	}
 	lines, err := s.devs[0].bp.Delta(ctx, nil)
 	if err != nil {
 		return err
@@ -337,6 +346,31 @@ func observation(i int, subject string) canon.Value {
 		Set("confidence", canon.FloatValue(float64(1+i%10)/10))
 	b.Set("type", canon.StringValue("OBSERVATION")).Set("namespace", canon.StringValue("local")).Set("payload", p.Value())
 	return b.Value()
+}
+
+// writeShared writes the shared actors' history on device 0, one batch
+// per round so that the actors' events interleave in time. They are
+// not counted in Report.Written: no device needs them.
+func (s *Sim) writeShared() error {
+	per := s.cfg.SharedEvents
+	if per <= 0 {
+		per = 3
+	}
+	if s.cfg.SharedActors <= 0 {
+		return nil
+	}
+	k := 0
+	for range per {
+		var bodies []canon.Value
+		for a := range s.cfg.SharedActors {
+			bodies = append(bodies, observation(k, "shared").With("actor", canon.StringValue(fmt.Sprintf("actor_%02d", a))))
+			k++
+		}
+		if _, err := s.devs[0].bp.AppendBatch(bodies); err != nil {
+			return fmt.Errorf("radiosim: write the shared history: %w", err)
+		}
+	}
+	return nil
 }
 
 func (s *Sim) write(dev int) error {

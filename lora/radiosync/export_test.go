@@ -1,6 +1,9 @@
 package radiosync
 
-import "crypto/ed25519"
+import (
+	"context"
+	"crypto/ed25519"
+)
 
 // Frame types for tests.
 const (
@@ -39,6 +42,35 @@ func StrangerFrame(n *Node, stranger ed25519.PrivateKey, typ byte, body []byte) 
 
 // ParseFrontier exposes the FRONTIER body parser.
 func ParseFrontier(p []byte) (int, error) {
-	m, err := parseFrontier(p)
-	return len(m), err
+	fp, err := parseFrontier(p)
+	if err != nil {
+		return 0, err
+	}
+	return len(fp.entries), nil
+}
+
+// FrontierPages returns the FRONTIER bodies n would send, for frames of
+// n's MTU.
+func FrontierPages(n *Node) ([][]byte, error) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	v, err := n.viewLocked(context.Background())
+	if err != nil {
+		return nil, err
+	}
+	return encodeFrontier(v, n.o.MTU-headerSize-tagSize), nil
+}
+
+// MergePages merges FRONTIER bodies as a receiver does and says whether
+// they cover every actor hash, and how many actors they name.
+func MergePages(pages [][]byte) (complete bool, actors int, err error) {
+	var t theirFrontier
+	for _, p := range pages {
+		fp, err := parseFrontier(p)
+		if err != nil {
+			return false, 0, err
+		}
+		t.add(fp)
+	}
+	return t.complete(), len(t.entries), nil
 }

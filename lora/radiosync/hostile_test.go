@@ -49,7 +49,7 @@ func TestHostileSenderChangesNothing(t *testing.T) {
 			f[j] = byte(r.Uint32())
 		}
 		if i%3 == 0 && len(f) > 0 {
-			f[0] = 0x10 | byte(i%5) // a valid version and type
+			f[0] = 0x20 | byte(i%5) // a valid version and type
 		}
 		deliver(f)
 	}

@@ -166,8 +166,8 @@ type peer struct {
 	heard        time.Time
 	digest       [digestSize]byte
 	frontierSent time.Time
-	frontierDig  [32]byte // my frontier digest when I last sent it
-	their        map[[4]byte]frontierEntry
+	frontierDig  [32]byte      // my frontier digest when I last sent it
+	their        theirFrontier // from its FRONTIER pages
 	theirAt      time.Time
 
 	plan      []*batch
@@ -629,14 +629,17 @@ func (n *Node) sendFrontierLocked(ctx context.Context, now time.Time, p *peer) {
 	if len(p.rx) > 0 {
 		return // p is sending me a batch: it knows enough for now
 	}
-	body := encodeFrontier(v, n.o.MTU-headerSize-tagSize)
-	if n.queueLocked(p, lora.Own, typeFrontier, body) {
+	queued := false
+	for _, body := range encodeFrontier(v, n.o.MTU-headerSize-tagSize) {
+		queued = n.queueLocked(p, lora.Own, typeFrontier, body) || queued
+	}
+	if queued {
 		p.frontierSent, p.frontierDig = now, v.digest
 	}
 }
 
 func (n *Node) onFrontierLocked(ctx context.Context, now time.Time, p *peer, body []byte) {
-	their, err := parseFrontier(body)
+	page, err := parseFrontier(body)
 	if err != nil {
 		n.stats.BadFrames++
 		return
@@ -646,10 +649,11 @@ func (n *Node) onFrontierLocked(ctx context.Context, now time.Time, p *peer, bod
 		n.o.Logger.Error("radio: read the log", "err", err)
 		return
 	}
-	p.their, p.theirAt = their, now
+	p.their.add(page)
+	p.theirAt = now
 	// Do they hold something I lack?
 	behind := false
-	for h, e := range their {
+	for h, e := range page.entries {
 		a, ok := v.byHash[h]
 		if !ok || e.count > uint64(len(v.chains[a])) || (e.count == uint64(len(v.chains[a])) && v.held(a, e) != int(e.count)) {
 			behind = true
@@ -688,8 +692,12 @@ func (n *Node) planLocked(now time.Time, v *logView, p *peer) {
 	own := n.st.Actor()
 	var plan []*batch
 	for _, a := range actors {
+		e, known := p.their.lookup(a)
+		if !known {
+			continue // in a page of its frontier not heard yet
+		}
 		held := 0
-		if e, ok := p.their[ActorHash(a)]; ok {
+		if e.count > 0 {
 			held = v.held(a, e)
 		}
 		var miss []int
@@ -732,21 +740,42 @@ func (n *Node) planLocked(now time.Time, v *logView, p *peer) {
 	p.plan = plan
 }
 
+// maxCutActors bounds the actors of a dictionary cut: each costs about
+// 6 bytes in every batch header, and the dictionary holds only the
+// newest 100 KiB of residuals, which few actors fill.
+const maxCutActors = 8
+
 // cutLocked is the dictionary cut for p: per actor, how many events of
-// its chain p holds (by its last frontier).
+// its chain p holds (by its last frontier), for the maxCutActors actors
+// whose newest event p holds is newest, in label order.
 func (n *Node) cutLocked(v *logView, p *peer) []CutEntry {
-	var cut []CutEntry
-	actors := make([]string, 0, len(v.chains))
-	for a := range v.chains {
-		actors = append(actors, a)
+	type cand struct {
+		actor string
+		k     int
 	}
-	sort.Strings(actors)
-	for _, a := range actors {
-		if e, ok := p.their[ActorHash(a)]; ok {
+	var cs []cand
+	for a := range v.chains {
+		if e, ok := p.their.entries[ActorHash(a)]; ok {
 			if k := v.held(a, e); k > 0 {
-				cut = append(cut, CutEntry{Actor: ActorHash(a), Count: uint64(k)})
+				cs = append(cs, cand{a, k})
 			}
 		}
+	}
+	if len(cs) > maxCutActors {
+		sort.Slice(cs, func(i, j int) bool {
+			x := v.events[v.chains[cs[i].actor][cs[i].k-1]].Item()
+			y := v.events[v.chains[cs[j].actor][cs[j].k-1]].Item()
+			if c := bplog.CompareKey(x, y); c != 0 {
+				return c > 0
+			}
+			return cs[i].actor < cs[j].actor
+		})
+		cs = cs[:maxCutActors]
+	}
+	sort.Slice(cs, func(i, j int) bool { return cs[i].actor < cs[j].actor })
+	cut := make([]CutEntry, 0, len(cs))
+	for _, c := range cs {
+		cut = append(cut, CutEntry{Actor: ActorHash(c.actor), Count: uint64(c.k)})
 	}
 	return cut
 }
@@ -795,7 +824,7 @@ func (n *Node) sendBatchLocked(now time.Time, v *logView, p *peer, b *batch, noD
 		}
 	}
 	held := map[string]int{}
-	for h, e := range p.their {
+	for h, e := range p.their.entries {
 		if a, ok := v.byHash[h]; ok {
 			held[a] = v.held(a, e)
 		}
