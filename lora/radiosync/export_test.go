@@ -1,8 +1,10 @@
 package radiosync
 
 import (
+	"bytes"
 	"context"
 	"crypto/ed25519"
+	"fmt"
 )
 
 // Frame types for tests.
@@ -73,4 +75,47 @@ func MergePages(pages [][]byte) (complete bool, actors int, err error) {
 		t.add(fp)
 	}
 	return t.complete(), len(t.entries), nil
+}
+
+// CatchUp brings n's view of the log up to its store's frontier and
+// returns how many events it holds.
+func CatchUp(ctx context.Context, n *Node) (int, error) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	v, err := n.viewLocked(ctx)
+	if err != nil {
+		return 0, err
+	}
+	return viewEvents(v), nil
+}
+
+// CheckView brings n's view up to date and compares it with a view
+// built from the whole log: the same chains, lines and positions.
+func CheckView(ctx context.Context, n *Node) error {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	v, err := n.viewLocked(ctx)
+	if err != nil {
+		return err
+	}
+	w, err := buildView(ctx, n.st)
+	if err != nil {
+		return err
+	}
+	if v.digest != w.digest || len(v.chains) != len(w.chains) || viewEvents(v) != viewEvents(w) || len(v.at) != len(w.at) {
+		return fmt.Errorf("view: %d actors, %d events; rebuilt: %d actors, %d events", len(v.chains), viewEvents(v), len(w.chains), viewEvents(w))
+	}
+	for a, wc := range w.chains {
+		vc := v.chains[a]
+		if len(vc) != len(wc) {
+			return fmt.Errorf("actor %s: %d events in the view, %d rebuilt", a, len(vc), len(wc))
+		}
+		for k := range wc {
+			ve, we := v.events[vc[k]], w.events[wc[k]]
+			if ve.ID != we.ID || !bytes.Equal(v.lines[vc[k]], w.lines[wc[k]]) || v.pos[ve.ID] != k+1 || v.at[ve.ID] != vc[k] {
+				return fmt.Errorf("actor %s, position %d: view has %s, rebuilt %s", a, k+1, ve.ID, we.ID)
+			}
+		}
+	}
+	return nil
 }

@@ -290,8 +290,24 @@ func (n *Node) refreshPeersLocked() {
 }
 
 func (n *Node) viewLocked(ctx context.Context) (*logView, error) {
-	if n.view != nil && n.view.digest == n.st.Frontier().Digest() {
+	d := n.st.Frontier().Digest()
+	if n.view != nil && n.view.digest == d {
 		return n.view, nil
+	}
+	// Catch up with what changed; a store that moves on while the view
+	// reads gets another round, and a view that cannot follow (it does
+	// not fit the store's answer) is rebuilt from the whole log.
+	for try := 0; n.view != nil && try < 3; try++ {
+		ok, err := n.view.update(ctx, n.st)
+		if err != nil {
+			return nil, err
+		}
+		if !ok {
+			break
+		}
+		if d = n.st.Frontier().Digest(); n.view.digest == d {
+			return n.view, nil
+		}
 	}
 	v, err := buildView(ctx, n.st)
 	if err != nil {
@@ -794,7 +810,13 @@ func (n *Node) dictLocked(v *logView, cut []CutEntry) *Dict {
 			return d
 		}
 	}
-	d := BuildDict(v.events, cut)
+	var events []*bplog.Event
+	for _, c := range cut {
+		if a, ok := v.byHash[c.Actor]; ok {
+			events = append(events, v.chainEvents(a, int(min(c.Count, uint64(len(v.chains[a])))))...)
+		}
+	}
+	d := BuildDict(events, cut)
 	if d == nil {
 		return nil
 	}
@@ -1056,7 +1078,6 @@ func (n *Node) ingestBatchLocked(ctx context.Context, p *peer, blob []byte) byte
 	n.stats.EventsApplied += uint64(len(res.Applied))
 	n.o.Logger.Debug("radio: batch ingested", "me", n.st.Actor(), "peer", p.keyID, "events", len(lines), "applied", len(res.Applied),
 		"duplicates", res.Duplicates, "pending", len(res.Pending), "rejected", len(res.Rejected), "quarantined", len(res.Quarantined))
-	n.view = nil
 	return ackDone
 }
 

@@ -10,45 +10,159 @@ import (
 	bplog "github.com/backpack-field/backpack/log"
 )
 
-// logView is the device's log as the protocol needs it: events in log
-// order, each actor's chain, positions. It is rebuilt when the frontier
-// changes.
+// logView is the device's log as the protocol needs it: each actor's
+// chain, and per event its line, position and binary id. It follows the
+// store incrementally: when the frontier changes it asks the store only
+// for what changed (Store.Delta with the view's own frontier), so that a
+// new event costs what it brings, not a read of the whole log.
 type logView struct {
-	digest [32]byte
-	lines  [][]byte
+	digest [32]byte // of the frontier the view holds (heads and counts)
+	// Slots: events and their lines, in the order the view learned them
+	// (log order after a full build); nil where an event was dropped.
 	events []*bplog.Event
-	chains map[string][]int    // actor -> indices into events, log order
+	lines  [][]byte
+	dead   int                 // dropped slots
+	chains map[string][]int    // actor -> slots, chain order
 	byHash map[[4]byte]string  // ActorHash -> actor
 	pos    map[string]int      // event id -> 1-based position in its chain
-	at     map[string]int      // event id -> index into events
+	at     map[string]int      // event id -> slot
 	idb    map[string][12]byte // event id -> binary id (when it has one)
 }
 
+func newView() *logView {
+	return &logView{chains: map[string][]int{}, byHash: map[[4]byte]string{},
+		pos: map[string]int{}, at: map[string]int{}, idb: map[string][12]byte{}}
+}
+
+// buildView reads the whole log.
 func buildView(ctx context.Context, st Store) (*logView, error) {
-	f := st.Frontier()
 	lines, err := st.Delta(ctx, nil)
 	if err != nil {
 		return nil, err
 	}
-	v := &logView{digest: f.Digest(), chains: map[string][]int{}, byHash: map[[4]byte]string{},
-		pos: map[string]int{}, at: map[string]int{}, idb: map[string][12]byte{}}
+	v := newView()
+	for _, l := range lines {
+		if e, err := bplog.Parse(l); err == nil {
+			v.push(e, l)
+		}
+	}
+	v.digest = v.frontier(false).Digest()
+	return v, nil
+}
+
+// push appends e to its actor's chain.
+func (v *logView) push(e *bplog.Event, line []byte) {
+	i := len(v.events)
+	v.events = append(v.events, e)
+	v.lines = append(v.lines, line)
+	v.chains[e.Actor] = append(v.chains[e.Actor], i)
+	v.byHash[ActorHash(e.Actor)] = e.Actor
+	v.pos[e.ID] = len(v.chains[e.Actor])
+	v.at[e.ID] = i
+	if b, ok := idBytes(e.ID); ok {
+		v.idb[e.ID] = [12]byte(b)
+	}
+}
+
+// frontier is the frontier the view holds, with the ancestors the store
+// needs to find where a chain that changed meets the view's.
+func (v *logView) frontier(ancestors bool) bplog.Frontier {
+	f := make(bplog.Frontier, len(v.chains))
+	for a, c := range v.chains {
+		h := bplog.ActorHead{Head: v.events[c[len(c)-1]].ID, Count: int64(len(c))}
+		if ancestors {
+			for _, k := range bplog.AncestorCounts(h.Count) {
+				h.Ancestors = append(h.Ancestors, bplog.Ancestor{Count: k, ID: v.events[c[k-1]].ID})
+			}
+		}
+		f[a] = h
+	}
+	return f
+}
+
+// update brings v up to the store: it asks for the events the view's
+// frontier lacks and puts them at the end of their chains, after
+// dropping what the store no longer has at those positions (a merge that
+// placed a fork's events earlier). It reports false, leaving v as it
+// was, when the answer does not fit v (the store changed between its
+// two reads); v.digest then says whether v matches the store.
+func (v *logView) update(ctx context.Context, st Store) (bool, error) {
+	lines, err := st.Delta(ctx, v.frontier(true))
+	if err != nil {
+		return false, err
+	}
+	front := st.Frontier()
+	type add struct {
+		e    *bplog.Event
+		line []byte
+	}
+	adds := map[string][]add{}
+	var order []string
 	for _, l := range lines {
 		e, err := bplog.Parse(l)
 		if err != nil {
-			continue
+			return false, nil
 		}
-		i := len(v.events)
-		v.events = append(v.events, e)
-		v.lines = append(v.lines, l)
-		v.chains[e.Actor] = append(v.chains[e.Actor], i)
-		v.byHash[ActorHash(e.Actor)] = e.Actor
-		v.pos[e.ID] = len(v.chains[e.Actor])
-		v.at[e.ID] = i
-		if b, ok := idBytes(e.ID); ok {
-			v.idb[e.ID] = [12]byte(b)
+		if _, ok := adds[e.Actor]; !ok {
+			order = append(order, e.Actor)
+		}
+		adds[e.Actor] = append(adds[e.Actor], add{e, l})
+	}
+	cuts := make(map[string]int, len(adds))
+	for a, evs := range adds {
+		h, ok := front[a]
+		cut := int(h.Count) - len(evs)
+		if !ok || cut < 0 || cut > len(v.chains[a]) {
+			return false, nil
+		}
+		cuts[a] = cut
+	}
+	for _, a := range order {
+		c := v.chains[a]
+		for _, slot := range c[cuts[a]:] {
+			id := v.events[slot].ID
+			delete(v.pos, id)
+			delete(v.at, id)
+			delete(v.idb, id)
+			v.events[slot], v.lines[slot] = nil, nil
+			v.dead++
+		}
+		v.chains[a] = c[:cuts[a]]
+		for _, x := range adds[a] {
+			v.push(x.e, x.line)
 		}
 	}
-	return v, nil
+	if v.dead > 1024 && v.dead > len(v.events)/2 {
+		v.compact()
+	}
+	v.digest = v.frontier(false).Digest()
+	return true, nil
+}
+
+// compact drops the empty slots.
+func (v *logView) compact() {
+	events := make([]*bplog.Event, 0, len(v.events)-v.dead)
+	lines := make([][]byte, 0, cap(events))
+	for _, c := range v.chains {
+		for k, slot := range c {
+			c[k] = len(events)
+			v.at[v.events[slot].ID] = len(events)
+			events = append(events, v.events[slot])
+			lines = append(lines, v.lines[slot])
+		}
+	}
+	v.events, v.lines, v.dead = events, lines, 0
+}
+
+// chainEvents returns the first n events of actor's chain (fewer when
+// the chain is shorter).
+func (v *logView) chainEvents(actor string, n int) []*bplog.Event {
+	c := v.chains[actor]
+	out := make([]*bplog.Event, 0, min(n, len(c)))
+	for _, slot := range c[:min(n, len(c))] {
+		out = append(out, v.events[slot])
+	}
+	return out
 }
 
 // idAt is the id of the actor's event at 1-based chain position n.
@@ -367,3 +481,6 @@ func (v *logView) held(actor string, e frontierEntry) int {
 	}
 	return best
 }
+
+// viewEvents is the number of events v holds.
+func viewEvents(v *logView) int { return len(v.events) - v.dead }
