@@ -119,3 +119,11 @@ func CheckView(ctx context.Context, n *Node) error {
 	}
 	return nil
 }
+
+// DataFragment returns a DATA frame's fragment index.
+func DataFragment(f []byte) (int, bool) {
+	if len(f) < headerSize+dataExtra+tagSize || f[0] != version<<4|typeData {
+		return 0, false
+	}
+	return int(f[headerSize+dataExtra-2] &^ ackRequest), true
+}

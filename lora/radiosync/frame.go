@@ -23,7 +23,7 @@ const (
 	ctrSize    = 5
 	headerSize = 1 + 2*hintSize + ctrSize // type, src, dst, counter
 	tagSize    = 8
-	dataExtra  = 3 // transfer id, fragment index, fragment count
+	dataExtra  = 4 // transfer id (2), fragment index, fragment count
 	// DataOverhead is what a DATA frame adds to the batch bytes it
 	// carries.
 	DataOverhead = headerSize + dataExtra + tagSize

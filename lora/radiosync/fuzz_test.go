@@ -41,8 +41,8 @@ func FuzzHandleFrame(f *testing.F) {
 	n0.Start(radiosim.Start)
 	digest := bp0.Frontier().Digest()
 	f.Add([]byte{0x21, 1, 2, 0, 0, 0, 0, 1, 1, 2, 3, 4, 5, 6}, false, byte(0))
-	f.Add([]byte{3, 0, 1, 0x28}, true, byte(radiosync.TypeData))
-	f.Add([]byte{1, 0, 3, 0xff}, true, byte(radiosync.TypeAck))
+	f.Add([]byte{0, 3, 0, 1, 0x28}, true, byte(radiosync.TypeData))
+	f.Add([]byte{0, 1, 0, 3, 0xff}, true, byte(radiosync.TypeAck))
 	f.Add([]byte{1, 2, 3, 4, 5, 6, 0, 0, 0, 0, 0xff, 0xff, 0xff, 0xff, 1, 1, 2, 3, 4, 5, 1, 2, 3, 4, 5, 6, 0}, true, byte(radiosync.TypeFrontier))
 	f.Fuzz(func(t *testing.T, p []byte, sealed bool, typ byte) {
 		now := radiosim.Start.Add(time.Hour)

@@ -3,6 +3,7 @@ package radiosync
 import (
 	"context"
 	"crypto/ed25519"
+	"encoding/binary"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -111,6 +112,7 @@ const (
 	maxFragments = 64
 	ackRequest   = 0x80 // in a DATA frame's fragment index: answer with an ACK
 	doneMemory   = 8    // completed transfers remembered per peer (to re-ACK)
+	doneFor      = 12 * time.Hour
 )
 
 // Node is the protocol state machine of one device. It reads no clock
@@ -143,6 +145,11 @@ type Node struct {
 	hold  time.Time
 	draws uint64
 	stats Counters
+	// xferBase is the first transfer id of this run: the Unix time of
+	// Start in seconds, mod 2^16, so that a restarted device does not
+	// reuse the ids of transfers its peers still remember (that would
+	// take more than one transfer a second before the restart).
+	xferBase uint16
 }
 
 // Counters count what a Node did.
@@ -172,11 +179,19 @@ type peer struct {
 
 	plan      []*batch
 	tx        *transfer
-	nextXfer  byte
+	nextXfer  uint16 // the id of the next transfer to p
+	xferInit  bool   // nextXfer was set from the Node's xferBase
 	delivered map[string]time.Time
 
-	rx   map[byte]*reasm
-	done []byte // recently completed rx transfer ids
+	rx   map[uint16]*reasm
+	done []doneXfer // recently completed rx transfers
+}
+
+// doneXfer is a transfer received whole, remembered for doneFor so that
+// its fragments, sent again because the ACK was lost, are answered.
+type doneXfer struct {
+	id uint16
+	at time.Time
 }
 
 // batch is a run of events to send, by id (views are rebuilt as the log
@@ -187,7 +202,7 @@ type batch struct {
 }
 
 type transfer struct {
-	id      byte
+	id      uint16
 	b       *batch
 	frags   [][]byte // sealed-later frames, ready to queue
 	queued  int      // fragments still in the send queue
@@ -229,6 +244,7 @@ func (n *Node) Start(now time.Time) {
 	if c := uint64(now.Unix()) << 8; c > n.ctr {
 		n.ctr = c
 	}
+	n.xferBase = uint16(now.Unix())
 	// Spread the first hellos of devices over a tenth of the interval.
 	h := fnv.New64a()
 	h.Write([]byte(n.st.Actor()))
@@ -283,7 +299,7 @@ func (n *Node) refreshPeersLocked() {
 			continue
 		}
 		n.peers = append(n.peers, &peer{keyID: k.ID, pub: k.Public, hint: hintOf(k.Public), key: key,
-			delivered: map[string]time.Time{}, rx: map[byte]*reasm{}})
+			delivered: map[string]time.Time{}, rx: map[uint16]*reasm{}})
 	}
 	// Peers stay in keys.json order (not key order), so that a simulation
 	// with fresh keys behaves the same for a seed.
@@ -432,7 +448,7 @@ func (n *Node) resendLocked(now time.Time, p *peer, t *transfer, lastOnly bool) 
 		f := t.frags[i]
 		if i == last {
 			f = append([]byte(nil), f...)
-			f[1] |= ackRequest
+			f[2] |= ackRequest
 		}
 		if n.queueLocked(p, t.b.class, typeData, f) {
 			t.queued++
@@ -529,7 +545,7 @@ func (n *Node) afterSendLocked(now time.Time, entry []byte) *peer {
 			continue
 		}
 		f := entry[8:]
-		if f[0]&0x0f == typeData && p.tx != nil && len(f) > headerSize && f[headerSize] == p.tx.id {
+		if f[0]&0x0f == typeData && p.tx != nil && len(f) > headerSize+2 && binary.BigEndian.Uint16(f[headerSize:]) == p.tx.id {
 			if p.tx.queued > 0 {
 				p.tx.queued--
 			}
@@ -642,8 +658,12 @@ func (n *Node) sendFrontierLocked(ctx context.Context, now time.Time, p *peer) {
 	if !p.frontierSent.IsZero() && now.Sub(p.frontierSent) < n.o.FrontierEvery {
 		return
 	}
-	if len(p.rx) > 0 {
-		return // p is sending me a batch: it knows enough for now
+	for _, r := range p.rx {
+		if now.Sub(r.last) < n.o.AckTimeout {
+			// p is sending me a batch: it knows enough for now. (A
+			// transfer silent longer may be one a restarted p forgot.)
+			return
+		}
 	}
 	queued := false
 	for _, body := range encodeFrontier(v, n.o.MTU-headerSize-tagSize) {
@@ -872,11 +892,15 @@ func (n *Node) sendBatchLocked(now time.Time, v *logView, p *peer, b *batch, noD
 		n.o.Logger.Error("radio: an event does not fit a transfer", "id", b.ids[0], "err", err)
 		return
 	}
-	p.nextXfer++
+	if !p.xferInit {
+		p.nextXfer, p.xferInit = n.xferBase, true
+	}
 	t := &transfer{id: p.nextXfer, b: b, noDict: noDict}
+	p.nextXfer++
 	total := (len(blob) + room - 1) / room
 	for i := range total {
-		frag := []byte{t.id, byte(i), byte(total)}
+		frag := binary.BigEndian.AppendUint16(nil, t.id)
+		frag = append(frag, byte(i), byte(total))
 		frag = append(frag, blob[i*room:min(len(blob), (i+1)*room)]...)
 		t.frags = append(t.frags, frag)
 	}
@@ -887,11 +911,11 @@ func (n *Node) sendBatchLocked(now time.Time, v *logView, p *peer, b *batch, noD
 }
 
 func (n *Node) onAckLocked(ctx context.Context, now time.Time, p *peer, body []byte) {
-	if len(body) < 3 {
+	if len(body) < 4 {
 		n.stats.BadFrames++
 		return
 	}
-	id, status, total := body[0], body[1], int(body[2])
+	id, status, total := binary.BigEndian.Uint16(body), body[2], int(body[3])
 	t := p.tx
 	n.o.Logger.Debug("radio: ack", "me", n.st.Actor(), "peer", p.keyID, "id", id, "status", status, "total", total, "tx", t != nil && t.id == id)
 	if t == nil || t.id != id || total != len(t.frags) {
@@ -923,7 +947,7 @@ func (n *Node) onAckLocked(ctx context.Context, now time.Time, p *peer, body []b
 		t.due = now.Add(n.o.AckTimeout)
 	case ackPartial:
 		t.backoff = 0 // the peer answers: no congestion
-		bm := body[3:]
+		bm := body[4:]
 		if len(bm) < (total+7)/8 {
 			n.stats.BadFrames++
 			return
@@ -941,8 +965,9 @@ func (n *Node) onAckLocked(ctx context.Context, now time.Time, p *peer, body []b
 	}
 }
 
-func (n *Node) ackLocked(p *peer, id byte, status byte, total int, have [][]byte) {
-	body := []byte{id, status, byte(total)}
+func (n *Node) ackLocked(p *peer, id uint16, status byte, total int, have [][]byte) {
+	body := binary.BigEndian.AppendUint16(nil, id)
+	body = append(body, status, byte(total))
 	if status == ackPartial {
 		bm := make([]byte, (total+7)/8)
 		for i, f := range have {
@@ -960,14 +985,14 @@ func (n *Node) onDataLocked(ctx context.Context, now time.Time, p *peer, body []
 		n.stats.BadFrames++
 		return
 	}
-	id, idx, total := body[0], int(body[1]&^ackRequest), int(body[2])
-	ackReq := body[1]&ackRequest != 0 || idx == total-1
+	id, idx, total := binary.BigEndian.Uint16(body), int(body[2]&^ackRequest), int(body[3])
+	ackReq := body[2]&ackRequest != 0 || idx == total-1
 	if total == 0 || idx >= total || total > maxFragments {
 		n.stats.BadFrames++
 		return
 	}
 	for _, d := range p.done {
-		if d == id {
+		if d.id == id && now.Sub(d.at) < doneFor {
 			n.ackLocked(p, id, ackDone, total, nil) // our ACK was lost
 			return
 		}
@@ -1009,7 +1034,7 @@ func (n *Node) onDataLocked(ctx context.Context, now time.Time, p *peer, body []
 	}
 	status := n.ingestBatchLocked(ctx, p, blob)
 	if status != ackNoDict {
-		p.done = append(p.done, id)
+		p.done = append(p.done, doneXfer{id, now})
 		if len(p.done) > doneMemory {
 			p.done = p.done[1:]
 		}
@@ -1021,7 +1046,7 @@ func (n *Node) onDataLocked(ctx context.Context, now time.Time, p *peer, body []
 // when p has none, if it has been idle for a tenth of the timeout.
 func (n *Node) evictLocked(p *peer) bool {
 	var op *peer
-	var oid byte
+	var oid uint16
 	var old time.Time
 	for _, q := range n.peers {
 		if len(p.rx) >= maxRxPerPeer && q != p {
