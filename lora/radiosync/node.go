@@ -142,7 +142,12 @@ type Node struct {
 	// turnaround (up to two 255-byte airtimes) so that two half-duplex
 	// radios answering each other do not keep sending at the same
 	// moments.
-	hold  time.Time
+	hold time.Time
+	// busy is when the channel, last reported busy, may be used again:
+	// the end of the transmission heard plus a random backoff (up to one
+	// 255-byte airtime), so that the devices waiting for it do not all
+	// start at once.
+	busy  time.Time
 	draws uint64
 	stats Counters
 	// xferBase is the first transfer id of this run: the Unix time of
@@ -466,6 +471,12 @@ func (n *Node) NextFrame(now time.Time) ([]byte, time.Duration) {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	n.refreshPeersLocked()
+	if now.Before(n.busy) {
+		if n.queue.Len() > 0 || !now.Before(n.hello) {
+			return nil, n.busy.Sub(now)
+		}
+		return nil, 0
+	}
 	var wait time.Duration = -1
 	if !now.Before(n.hello) {
 		dig := n.digestLocked()
@@ -559,6 +570,22 @@ func (n *Node) afterSendLocked(now time.Time, entry []byte) *peer {
 		return p
 	}
 	return nil
+}
+
+// ChannelBusy tells the Node that the radio hears a transmission that
+// lasts until until (listen before talk: a radio with channel activity
+// detection, or the simulator): it sends nothing before then, nor for a
+// random backoff after.
+func (n *Node) ChannelBusy(now, until time.Time) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if !until.After(now) {
+		return
+	}
+	b := until.Add(time.Duration(n.randLocked() * float64(n.o.Params.Airtime(lora.MaxPHYPayload))))
+	if b.After(n.busy) {
+		n.busy = b
+	}
 }
 
 // HandleFrame processes one received frame.
