@@ -803,14 +803,19 @@ func (n *Node) planLocked(now time.Time, v *logView, p *peer) {
 	p.plan = plan
 }
 
-// maxCutActors bounds the actors of a dictionary cut: each costs about
-// 6 bytes in every batch header, and the dictionary holds only the
-// newest 100 KiB of residuals, which few actors fill.
-const maxCutActors = 8
+// A dictionary cut names as few actors as fill the dictionary: each
+// costs about 6 bytes in every batch header, and the dictionary holds
+// only the newest 100 KiB of residuals (several hundred events; one
+// actor's newest cutEvents compress as well as more actors' would).
+const (
+	maxCutActors = 8
+	cutEvents    = 200
+)
 
 // cutLocked is the dictionary cut for p: per actor, how many events of
-// its chain p holds (by its last frontier), for the maxCutActors actors
-// whose newest event p holds is newest, in label order.
+// its chain p holds (by its last frontier), for the actors whose newest
+// event p holds is newest, until they hold cutEvents events or
+// maxCutActors actors are named; in label order.
 func (n *Node) cutLocked(v *logView, p *peer) []CutEntry {
 	type cand struct {
 		actor string
@@ -824,16 +829,21 @@ func (n *Node) cutLocked(v *logView, p *peer) []CutEntry {
 			}
 		}
 	}
-	if len(cs) > maxCutActors {
-		sort.Slice(cs, func(i, j int) bool {
-			x := v.events[v.chains[cs[i].actor][cs[i].k-1]].Item()
-			y := v.events[v.chains[cs[j].actor][cs[j].k-1]].Item()
-			if c := bplog.CompareKey(x, y); c != 0 {
-				return c > 0
-			}
-			return cs[i].actor < cs[j].actor
-		})
-		cs = cs[:maxCutActors]
+	sort.Slice(cs, func(i, j int) bool {
+		x := v.events[v.chains[cs[i].actor][cs[i].k-1]].Item()
+		y := v.events[v.chains[cs[j].actor][cs[j].k-1]].Item()
+		if c := bplog.CompareKey(x, y); c != 0 {
+			return c > 0
+		}
+		return cs[i].actor < cs[j].actor
+	})
+	held := 0
+	for k, c := range cs {
+		held += c.k
+		if held >= cutEvents || k+1 == maxCutActors {
+			cs = cs[:k+1]
+			break
+		}
 	}
 	sort.Slice(cs, func(i, j int) bool { return cs[i].actor < cs[j].actor })
 	cut := make([]CutEntry, 0, len(cs))
@@ -903,7 +913,7 @@ func (n *Node) sendBatchLocked(now time.Time, v *logView, p *peer, b *batch, noD
 	opts := EncodeOptions{Holds: func(actor, id string) bool {
 		pos, ok := v.pos[id]
 		return ok && pos <= held[actor]
-	}}
+	}, KeyOf: v.keyOf}
 	if !noDict {
 		opts.Dict = n.dictLocked(v, n.cutLocked(v, p))
 	}

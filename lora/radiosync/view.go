@@ -179,13 +179,22 @@ func (v *logView) hasPrefix(id string, p []byte) bool {
 	return ok && len(p) <= 12 && bytes.Equal(b[:len(p)], p)
 }
 
-// resolve finds the newest event of actor whose binary id starts with p.
-func (v *logView) resolve(actor string, p []byte) string {
+// resolve finds the newest event of actor whose binary id starts with p
+// and returns its id and key id.
+func (v *logView) resolve(actor string, p []byte) (string, string) {
 	c := v.chains[actor]
 	for i := len(c) - 1; i >= 0; i-- {
-		if id := v.events[c[i]].ID; v.hasPrefix(id, p) {
-			return id
+		if e := v.events[c[i]]; v.hasPrefix(e.ID, p) {
+			return e.ID, e.KeyID
 		}
+	}
+	return "", ""
+}
+
+// keyOf is the key id of event id ("" when v does not hold it).
+func (v *logView) keyOf(id string) string {
+	if slot, ok := v.at[id]; ok {
+		return v.events[slot].KeyID
 	}
 	return ""
 }
