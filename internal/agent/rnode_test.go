@@ -149,10 +149,14 @@ func TestAgentsOverRNode(t *testing.T) {
 		return r
 	}
 	ra, rb := start(a, pa.path), start(b, pb.path)
+	stopped := false
 	t.Cleanup(func() {
 		if t.Failed() {
-			ra.kill()
-			rb.kill()
+			if !stopped {
+				// Stop them first: their output is still being written.
+				ra.kill()
+				rb.kill()
+			}
 			t.Logf("a's agent:\n%s\nb's agent:\n%s", ra.log, rb.log)
 		}
 	})
@@ -197,11 +201,12 @@ func TestAgentsOverRNode(t *testing.T) {
 	if !devB.RadioOn() {
 		t.Error("b's new RNode: radio not on after the agent's bring-up")
 	}
+	ra.stop(t, "a")
+	rb.stop(t, "b")
+	stopped = true
 	if !strings.Contains(rb.log.String(), "radio down") {
 		t.Errorf("b's agent did not log the radio going down")
 	}
-	ra.stop(t, "a")
-	rb.stop(t, "b")
 	a.must("verify", a.dir, "-q")
 	b.must("verify", b.dir, "-q")
 }
