@@ -10,7 +10,7 @@ import (
 	"time"
 
 	"github.com/backpack-field/backpack/lora"
-	"github.com/backpack-field/backpack/lora/internal/rnodesim"
+	"github.com/backpack-field/backpack/lora/rnodesim"
 	"github.com/creack/pty"
 )
 

@@ -34,6 +34,8 @@ each other and device 2 no one from 1 h to 30 h; separate several with ';'.`)
 	offline := fs.Int("offline", 100, "events each device writes before the radios start")
 	parts := fs.String("partition", "", "partitions that come and go (see above)")
 	half := fs.Bool("half-duplex", true, "a device is deaf while it transmits")
+	coll := fs.Bool("collisions", true, "overlapping transmissions destroy each other at a receiver")
+	sense := fs.Bool("carrier-sense", true, "with --collisions, radios listen before they talk")
 	until := fs.Duration("until", 7*24*time.Hour, "give up after this much simulated time")
 	after := fs.Duration("after", time.Hour, "after converging, measure in-sync traffic for this long")
 	dir := fs.String("dir", "", "keep the backpacks in this (empty or new) directory")
@@ -48,6 +50,7 @@ each other and device 2 no one from 1 h to 30 h; separate several with ';'.`)
 	cfg := radiosim.Config{
 		Devices: *devices, Seed: *seed, Loss: *loss, Duplicate: *dup, Reorder: *reorder,
 		Offline: *offline, HalfDuplex: *half, Until: *until, After: *after, Dir: *dir,
+		Collisions: *coll, NoCarrierSense: !*sense,
 		Params: lora.Params{SpreadingFactor: *sf, Bandwidth: *bw, CodingRate: *cr},
 	}
 	if *after > 0 {
@@ -108,6 +111,14 @@ func printSim(e *env, cfg radiosim.Config, rep *radiosim.Report) {
 	fmt.Fprintf(w, "%d devices %s; SF%d/%d kHz CR4/%d; %s; loss %.0f%%, duplicate %.0f%%, reorder %.0f%%; seed %d\n",
 		cfg.Devices, topo, cfg.Params.SpreadingFactor, cfg.Params.Bandwidth/1000, cfg.Params.CodingRate,
 		cfg.Region.Name, 100*cfg.Loss, 100*cfg.Duplicate, 100*cfg.Reorder, cfg.Seed)
+	switch {
+	case !cfg.Collisions:
+		fmt.Fprintf(w, "collisions not modelled\n")
+	case cfg.NoCarrierSense:
+		fmt.Fprintf(w, "collisions modelled; radios do not listen before talking\n")
+	default:
+		fmt.Fprintf(w, "collisions modelled; radios listen before talking\n")
+	}
 	fmt.Fprintf(w, "events written: %d\n", rep.Written)
 	if rep.Converged {
 		fmt.Fprintf(w, "converged after %v (simulated)\n", rep.ConvergedAt.Round(time.Second))
@@ -123,10 +134,13 @@ func printSim(e *env, cfg radiosim.Config, rep *radiosim.Report) {
 	fmt.Fprintf(w, "on air until then: %d frames, %d bytes, %v airtime; per event written: %.2f frames, %.0f bytes, %v\n",
 		rep.Frames, rep.Bytes, rep.Airtime.Round(time.Millisecond), float64(rep.Frames)/ev, float64(rep.Bytes)/ev,
 		(rep.Airtime / time.Duration(ev)).Round(time.Millisecond))
-	fmt.Fprintf(w, "\n%-7s %-9s %7s %8s %9s %10s %8s %7s %6s %8s %8s\n", "device", "actor", "events", "frames", "bytes", "airtime", "max/h", "heard", "lost", "ev sent", "ev recv")
+	if cfg.Collisions {
+		fmt.Fprintf(w, "frames lost to collisions (whole run): %d\n", rep.Collisions)
+	}
+	fmt.Fprintf(w, "\n%-7s %-9s %7s %8s %9s %10s %8s %7s %6s %8s %8s %8s\n", "device", "actor", "events", "frames", "bytes", "airtime", "max/h", "heard", "lost", "collided", "ev sent", "ev recv")
 	for i, d := range rep.Devices {
-		fmt.Fprintf(w, "%-7d %-9s %7d %8d %9d %10v %8v %7d %6d %8d %8d\n", i, d.Actor, d.Events, d.FramesOut, d.BytesOut,
-			d.Airtime.Round(time.Millisecond), d.MaxWindowAirtime.Round(time.Millisecond), d.FramesIn, d.Lost,
+		fmt.Fprintf(w, "%-7d %-9s %7d %8d %9d %10v %8v %7d %6d %8d %8d %8d\n", i, d.Actor, d.Events, d.FramesOut, d.BytesOut,
+			d.Airtime.Round(time.Millisecond), d.MaxWindowAirtime.Round(time.Millisecond), d.FramesIn, d.Lost, d.Collided,
 			d.Counters.EventsSent, d.Counters.EventsReceived)
 	}
 	if a := cfg.Region.Allowance(); a > 0 {

@@ -2,8 +2,9 @@
 // backpack on disk and its own key, that sync over simulated LoRa radios
 // with the radiosync protocol. Time is virtual and the run is a
 // single-threaded discrete-event simulation: frames take their airtime,
-// duty-cycle budgets hold, and loss, duplication, reordering, range and
-// partitions are decided by a hash of the seed, so that runs repeat.
+// duty-cycle budgets hold, overlapping transmissions may collide, and
+// loss, duplication, reordering, range and partitions are decided by a
+// hash of the seed, so that runs repeat.
 // It drives the protocol tests and `backpack sim`.
 package radiosim
 
@@ -52,12 +53,29 @@ type Config struct {
 	// HalfDuplex makes a device deaf to frames that end while it
 	// transmits.
 	HalfDuplex bool
+	// Collisions: a frame is lost at a receiver that hears another
+	// transmission overlapping it in time (both are lost there; no
+	// capture effect). Radios then listen before they talk, as LoRa
+	// radios with channel activity detection do (the RNode firmware's
+	// CSMA): a device that hears a transmission in progress tells its
+	// Node (radiosync.Node.ChannelBusy), which waits for the end and a
+	// random backoff. Two devices that start within the same instant, or
+	// that cannot hear each other, still collide. NoCarrierSense turns
+	// listening off (every overlap collides).
+	Collisions, NoCarrierSense bool
+
 	Partitions []Partition
 	// Offline is how many events each device writes before the radios
 	// start (as if it had been out of range); OfflineByDevice overrides it
 	// per device.
 	Offline         int
 	OfflineByDevice []int
+	// SharedActors and SharedEvents give every device, before the
+	// radios start, the same history of SharedActors more actors
+	// ("actor_00", ...) with SharedEvents events each (default 3),
+	// written by device 0: a backpack with many actors that the devices
+	// already share.
+	SharedActors, SharedEvents int
 	// Writes schedule events written while the simulation runs.
 	Writes []Write
 	// Forks: at the start, device Fork[0] writes an event as device
@@ -101,6 +119,7 @@ type DeviceReport struct {
 	Airtime   time.Duration
 	FramesIn  int // frames that reached it
 	Lost      int // frames to it lost on the air (or while it sent)
+	Collided  int // frames to it lost to another transmission overlapping them
 	// MaxWindowAirtime is the most airtime the device used in any window
 	// of its region (checked over every transmission; must stay within
 	// the allowance).
@@ -119,6 +138,9 @@ type Report struct {
 	Frames  int
 	Bytes   int
 	Airtime time.Duration
+	// Collisions counts frames lost to collisions at some receiver
+	// (over the whole run).
+	Collisions int
 	// In-sync traffic during Config.After (after Config.Settle), and how
 	// many of those frames were hellos.
 	AfterFrames int
@@ -138,6 +160,14 @@ type device struct {
 	seq     uint64
 	rep     DeviceReport
 	txs     []txRec
+	air     []onAir // transmissions it hears that may still be on the air
+}
+
+// onAir is a transmission as one receiver hears it, and its arrivals
+// there (none when the frame was lost anyway).
+type onAir struct {
+	start, end time.Time
+	arrivals   []*simEvent
 }
 
 type txRec struct {
@@ -160,6 +190,9 @@ type simEvent struct {
 	dev     int
 	start   time.Time // evArrive: when the transmission began
 	payload []byte
+	// collided: another transmission overlapped this one at the
+	// receiver.
+	collided bool
 }
 
 type queue []*simEvent
@@ -281,6 +314,9 @@ func (s *Sim) setup(ctx context.Context) error {
 			return err
 		}
 	}
+	if err := s.writeShared(); err != nil {
+		return err
+	}
 	lines, err := s.devs[0].bp.Delta(ctx, nil)
 	if err != nil {
 		return err
@@ -337,6 +373,31 @@ func observation(i int, subject string) canon.Value {
 		Set("confidence", canon.FloatValue(float64(1+i%10)/10))
 	b.Set("type", canon.StringValue("OBSERVATION")).Set("namespace", canon.StringValue("local")).Set("payload", p.Value())
 	return b.Value()
+}
+
+// writeShared writes the shared actors' history on device 0, one batch
+// per round so that the actors' events interleave in time. They are
+// not counted in Report.Written: no device needs them.
+func (s *Sim) writeShared() error {
+	per := s.cfg.SharedEvents
+	if per <= 0 {
+		per = 3
+	}
+	if s.cfg.SharedActors <= 0 {
+		return nil
+	}
+	k := 0
+	for range per {
+		var bodies []canon.Value
+		for a := range s.cfg.SharedActors {
+			bodies = append(bodies, observation(k, "shared").With("actor", canon.StringValue(fmt.Sprintf("actor_%02d", a))))
+			k++
+		}
+		if _, err := s.devs[0].bp.AppendBatch(bodies); err != nil {
+			return fmt.Errorf("radiosim: write the shared history: %w", err)
+		}
+	}
+	return nil
 }
 
 func (s *Sim) write(dev int) error {
@@ -465,21 +526,60 @@ func (s *Sim) transmit(dev int, f []byte) time.Duration {
 		if !s.hears(dev, r, at) {
 			continue
 		}
+		var arrivals []*simEvent
 		if s.chance(dev, d.seq, r, 1) < s.cfg.Loss {
 			s.devs[r].rep.Lost++
-			continue
+		} else {
+			arrive := s.now.Add(air)
+			if s.chance(dev, d.seq, r, 2) < s.cfg.Reorder {
+				arrive = arrive.Add(time.Duration((1 + 3*s.chance(dev, d.seq, r, 3)) * float64(air)))
+			}
+			p := append([]byte(nil), f...)
+			arrivals = append(arrivals, &simEvent{at: arrive, kind: evArrive, dev: r, start: s.now, payload: p})
+			if s.chance(dev, d.seq, r, 4) < s.cfg.Duplicate {
+				arrivals = append(arrivals, &simEvent{at: arrive.Add(air), kind: evArrive, dev: r, start: s.now, payload: p})
+			}
 		}
-		arrive := s.now.Add(air)
-		if s.chance(dev, d.seq, r, 2) < s.cfg.Reorder {
-			arrive = arrive.Add(time.Duration((1 + 3*s.chance(dev, d.seq, r, 3)) * float64(air)))
+		if s.cfg.Collisions {
+			s.collide(s.devs[r], onAir{start: s.now, end: s.now.Add(air), arrivals: arrivals})
 		}
-		p := append([]byte(nil), f...)
-		s.push(&simEvent{at: arrive, kind: evArrive, dev: r, start: s.now, payload: p})
-		if s.chance(dev, d.seq, r, 4) < s.cfg.Duplicate {
-			s.push(&simEvent{at: arrive.Add(air), kind: evArrive, dev: r, start: s.now, payload: p})
+		for _, a := range arrivals {
+			s.push(a)
 		}
 	}
 	return air
+}
+
+// collide adds a transmission to what r hears: it and every
+// transmission still on the air there destroy each other.
+func (s *Sim) collide(r *device, t onAir) {
+	keep := r.air[:0]
+	for _, o := range r.air {
+		if !o.end.After(t.start) {
+			continue
+		}
+		keep = append(keep, o)
+		for _, a := range append(o.arrivals, t.arrivals...) {
+			a.collided = true
+		}
+	}
+	r.air = append(keep, t)
+}
+
+// channelBusy returns until when device d hears a transmission in
+// progress (zero when it hears none). Detecting one takes two symbols of
+// its preamble (channel activity detection), so devices that start
+// within that time of each other do not see each other coming.
+func (s *Sim) channelBusy(d *device) time.Time {
+	p := s.cfg.Params
+	cad := time.Duration(2 * float64(time.Second) * float64(int(1)<<p.SpreadingFactor) / float64(p.Bandwidth))
+	var until time.Time
+	for _, o := range d.air {
+		if !o.start.Add(cad).After(s.now) && o.end.After(s.now) && o.end.After(until) {
+			until = o.end
+		}
+	}
+	return until
 }
 
 // converged reports whether every device holds the same frontier.
@@ -535,6 +635,11 @@ func (s *Sim) Run(ctx context.Context) (*Report, error) {
 				d.rep.Lost++
 				break
 			}
+			if e.collided {
+				d.rep.Collided++
+				s.rep.Collisions++
+				break
+			}
 			d.rep.FramesIn++
 			d.node.HandleFrame(ctx, s.now, lora.Frame{Payload: e.payload})
 			s.poll(e.dev, s.now)
@@ -547,6 +652,11 @@ func (s *Sim) Run(ctx context.Context) (*Report, error) {
 			if d.busy.After(s.now) {
 				s.poll(e.dev, d.busy)
 				break
+			}
+			if s.cfg.Collisions && !s.cfg.NoCarrierSense {
+				if until := s.channelBusy(d); !until.IsZero() {
+					d.node.ChannelBusy(s.now, until)
+				}
 			}
 			d.node.Tick(ctx, s.now)
 			f, wait := d.node.NextFrame(s.now)

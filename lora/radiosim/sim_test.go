@@ -128,3 +128,74 @@ func TestDeterministic(t *testing.T) {
 		t.Errorf("same seed, two runs: %v/%d frames/%v vs %v/%d frames/%v", a.Converged, a.Frames, a.ConvergedAt, b.Converged, b.Frames, b.ConvergedAt)
 	}
 }
+
+// TestManyActorsSendOnlyTheDelta: two devices share the history of 60
+// actors (more than one FRONTIER frame holds) and write a few events
+// each. Only those events may cross the air, not the chains of the
+// actors the peer already holds.
+func TestManyActorsSendOnlyTheDelta(t *testing.T) {
+	const actors, newEach = 60, 3
+	for _, tc := range []struct {
+		name     string
+		loss     float64
+		maxBytes int
+	}{
+		{"no loss", 0, 6000},
+		{"20% loss", 0.2, 12000},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, rep := run(t, radiosim.Config{Devices: 2, Seed: 21, Loss: tc.loss, SharedActors: actors, SharedEvents: 4, Offline: newEach})
+			if !rep.Converged || !rep.SameState {
+				t.Fatalf("converged %v, same state %v", rep.Converged, rep.SameState)
+			}
+			sent := 0
+			for _, d := range rep.Devices {
+				sent += int(d.Counters.EventsSent)
+			}
+			// Each device's new events, once each way (a transfer lost
+			// whole may go twice); nothing of the 240 shared ones.
+			if sent > 2*2*newEach {
+				t.Errorf("%d events sent for %d new ones: chains the peer held went again", sent, 2*newEach)
+			}
+			// The delta is 2 x 3 events of ~150 bytes in DATA frames; the
+			// frontiers of 61 actors take 5 frames each way; resending the
+			// shared history would take tens of kilobytes.
+			if rep.Bytes > tc.maxBytes {
+				t.Errorf("%d bytes on air for %d new events", rep.Bytes, 2*newEach)
+			}
+		})
+	}
+}
+
+// TestCollisions: three devices all in range of each other write events
+// at the same moment, on radios where overlapping transmissions destroy
+// each other at a receiver. With listening before talking they converge
+// with few collisions; without it (every overlap collides) the
+// protocol's retries still bring them together.
+func TestCollisions(t *testing.T) {
+	var writes []radiosim.Write
+	for i := range 3 {
+		for range 4 {
+			writes = append(writes, radiosim.Write{At: 3 * time.Hour, Device: i})
+		}
+	}
+	for _, tc := range []struct {
+		name    string
+		noSense bool
+	}{{"listen before talk", false}, {"no carrier sense", true}} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, rep := run(t, radiosim.Config{Devices: 3, Seed: 41, Offline: 10, Writes: writes, HalfDuplex: true,
+				Collisions: true, NoCarrierSense: tc.noSense, Until: 3 * 24 * time.Hour})
+			if !rep.Converged || !rep.SameState {
+				t.Fatalf("converged %v, same state %v", rep.Converged, rep.SameState)
+			}
+			if rep.ConvergedAt < 3*time.Hour {
+				t.Fatalf("converged at %v, before the last writes", rep.ConvergedAt)
+			}
+			t.Logf("%s: %d collisions, converged at %v", tc.name, rep.Collisions, rep.ConvergedAt)
+			if tc.noSense && rep.Collisions == 0 {
+				t.Error("no collision without carrier sense: the model does not see overlaps")
+			}
+		})
+	}
+}

@@ -50,7 +50,7 @@ func BenchmarkCompact(b *testing.B) {
 			var batches []batch
 			for start := 1000; start+n <= 2000 && len(batches) < 300/n+5; start += n {
 				batches = append(batches, batch{c.lines[start : start+n], radiosync.EncodeOptions{
-					Dict: radiosync.BuildDict(c.events, cutAt(c, start)), Holds: holdsFirst(c, start)}})
+					Dict: radiosync.BuildDict(c.events, cutAt(c, start)), Holds: holdsFirst(c, start), KeyOf: keyOfFirst(c, start)}})
 			}
 			var events, lineB, zB, compactB, dictB, frames, air int
 			var airT time.Duration
@@ -103,7 +103,7 @@ func BenchmarkDecode(b *testing.B) {
 	c := testCorpus(b)
 	dict := radiosync.BuildDict(c.events, cutAt(c, 1500))
 	var codec radiosync.Codec
-	blob, err := codec.Encode(c.lines[1500:1510], radiosync.EncodeOptions{Dict: dict, Holds: holdsFirst(c, 1500)})
+	blob, err := codec.Encode(c.lines[1500:1510], radiosync.EncodeOptions{Dict: dict, Holds: holdsFirst(c, 1500), KeyOf: keyOfFirst(c, 1500)})
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -8,8 +8,11 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"math"
 	"sort"
+	"strconv"
 	"strings"
+	"time"
 
 	"github.com/backpack-field/backpack/internal/canon"
 	bplog "github.com/backpack-field/backpack/log"
@@ -46,7 +49,7 @@ func badf(format string, a ...any) error {
 
 // Batch header byte.
 const (
-	batchVersion  = 0x01
+	batchVersion  = 0x02
 	batchHasDict  = 0x80
 	batchVerMask  = 0x0f
 	zstdMagicSize = 4
@@ -67,9 +70,13 @@ const (
 	prevResidual = 0x00 // prev_event_hash absent, null or unusual: in the residual
 	prevFull     = 0x10 // 12 raw bytes
 	prevRef      = 0x20 // 4-byte prefix the receiver resolves
+	prevBatch    = 0x30 // no bytes: the newest earlier event of the actor in the batch
 	prevMask     = 0x30
 
 	flagVerbatim = 0x40 // the residual is the whole line, byte for byte
+	// flagPredKey: no key bytes; actor_key_id is the predecessor's (with
+	// prevRef or prevBatch, which name an event the receiver has).
+	flagPredKey = 0x80
 )
 
 const prefixLen = 4
@@ -165,7 +172,7 @@ func BuildDict(events []*bplog.Event, cut []CutEntry) *Dict {
 // residual is the canonical JSON of e without the members a record
 // carries in binary or the receiver recomputes.
 func residual(e *bplog.Event) ([]byte, error) {
-	return canon.Encode(e.Value.Without("event_id", "sig", "actor_key_id", "prev_event_hash"))
+	return canon.Encode(e.Value.Without("event_id", "sig", "actor_key_id", "prev_event_hash", "timestamp_utc"))
 }
 
 // Codec compresses and decompresses compact batches. It caches zstd
@@ -230,6 +237,10 @@ type EncodeOptions struct {
 	// a prev_event_hash naming it can travel as a 4-byte reference. Events
 	// earlier in the same batch count as held without asking.
 	Holds func(actor, id string) bool
+	// KeyOf returns the actor_key_id of an event Holds says the receiver
+	// holds, so that an event signed with its predecessor's key need not
+	// carry it (nil: only for predecessors in the batch).
+	KeyOf func(id string) string
 }
 
 // Encode returns the compact batch of lines (canonical event lines, one
@@ -240,26 +251,31 @@ func (c *Codec) Encode(lines [][]byte, opts EncodeOptions) ([]byte, error) {
 		return nil, fmt.Errorf("radiosync: %d events in one batch (at most %d)", len(lines), MaxBatchEvents)
 	}
 	raw := binary.AppendUvarint(nil, uint64(len(lines)))
+	var bins []byte // the records' binary fields, sent after the zstd frame
 	var batch []batchEvent
 	for _, line := range lines {
-		rec, ev := encodeRecord(line, batch, opts.Holds)
+		rec, bin, ev := encodeRecord(line, batch, opts)
 		// Check that the receiver gets the same bytes back (it resolves
 		// references the same way, against the same earlier events).
-		got, _, err := decodeRecord(rec, batch, func(actor string, p []byte) string {
-			if ev != nil && ev.HasPrev && strings.HasPrefix(ev.Prev[len(bplog.IDPrefix):], hex.EncodeToString(p)) {
-				return ev.Prev
+		got, _, _, ts, err := decodeRecord(rec, bin, batch, func(actor string, p []byte) (string, string) {
+			if ev == nil || !ev.HasPrev || !strings.HasPrefix(ev.Prev[len(bplog.IDPrefix):], hex.EncodeToString(p)) {
+				return "", ""
 			}
-			return ""
+			if opts.KeyOf != nil {
+				return ev.Prev, opts.KeyOf(ev.Prev)
+			}
+			return ev.Prev, ""
 		})
 		if err != nil || !bytes.Equal(got, line) {
-			rec = verbatimRecord(line)
+			rec, bin = verbatimRecord(line), nil
 			ev = nil
 		}
 		raw = append(raw, rec...)
+		bins = append(bins, bin...)
 		if ev != nil {
-			batch = append(batch, batchEvent{actor: ev.Actor, id: ev.ID})
+			batch = append(batch, batchEvent{actor: ev.Actor, id: ev.ID, key: ev.KeyID, ts: ts, hasTS: ts != noTS})
 		} else if e, err := bplog.Parse(line); err == nil {
-			batch = append(batch, batchEvent{actor: e.Actor, id: e.ID})
+			batch = append(batch, batchEvent{actor: e.Actor, id: e.ID, key: e.KeyID})
 		} else {
 			batch = append(batch, batchEvent{})
 		}
@@ -281,7 +297,9 @@ func (c *Codec) Encode(lines [][]byte, opts EncodeOptions) ([]byte, error) {
 	if !bytes.HasPrefix(z, zstdMagic) {
 		return nil, errors.New("bug: zstd frame without magic")
 	}
-	return append(out, z[zstdMagicSize:]...), nil
+	out = binary.AppendUvarint(out, uint64(len(z)-zstdMagicSize))
+	out = append(out, z[zstdMagicSize:]...)
+	return append(out, bins...), nil
 }
 
 func appendCut(b []byte, cut []CutEntry) []byte {
@@ -293,21 +311,105 @@ func appendCut(b []byte, cut []CutEntry) []byte {
 	return b
 }
 
-// batchEvent is what a later record of the batch may refer to.
-type batchEvent struct{ actor, id string }
+// batchEvent is what a later record of the batch may refer to: its
+// actor, id and key, and its timestamp in microseconds when the record
+// carried it in binary (the base of the next binary timestamp).
+type batchEvent struct {
+	actor, id, key string
+	ts             int64
+	hasTS          bool
+}
 
+// tsBase is the timestamp the next binary timestamp of the batch is
+// relative to (ok false: none yet, the next one is absolute).
+func tsBase(batch []batchEvent) (int64, bool) {
+	for j := len(batch) - 1; j >= 0; j-- {
+		if batch[j].hasTS {
+			return batch[j].ts, true
+		}
+	}
+	return 0, false
+}
+
+// Timestamp layouts a record can carry in binary (kind 1-6): digits of
+// the fraction of a second (6, none or 3) and the zone suffix.
+var tsLayouts = [...]struct {
+	frac int
+	zone string
+}{{6, "+00:00"}, {0, "+00:00"}, {3, "+00:00"}, {6, "Z"}, {0, "Z"}, {3, "Z"}}
+
+// parseTS reads a timestamp_utc in one of tsLayouts, in microseconds
+// since the Unix epoch, and the kind (1-based) that gives it back
+// exactly; ok false for anything else.
+func parseTS(s string) (int64, byte, bool) {
+	if len(s) < 20 {
+		return 0, 0, false
+	}
+	t, err := time.Parse("2006-01-02T15:04:05", s[:19])
+	if err != nil {
+		return 0, 0, false
+	}
+	for k, l := range tsLayouts {
+		rest := s[19:]
+		us := int64(0)
+		if l.frac > 0 {
+			if len(rest) < 1+l.frac || rest[0] != '.' {
+				continue
+			}
+			f, err := strconv.ParseUint(rest[1:1+l.frac], 10, 32)
+			if err != nil {
+				continue
+			}
+			us = int64(f)
+			if l.frac == 3 {
+				us *= 1000
+			}
+			rest = rest[1+l.frac:]
+		}
+		if rest != l.zone {
+			continue
+		}
+		v := t.Unix()*1e6 + us
+		if formatTS(v, byte(k+1)) == s {
+			return v, byte(k + 1), true
+		}
+	}
+	return 0, 0, false
+}
+
+// formatTS writes microseconds since the epoch in layout kind.
+func formatTS(us int64, kind byte) string {
+	l := tsLayouts[kind-1]
+	t := time.Unix(us/1e6, 0).UTC()
+	frac := us % 1e6
+	if frac < 0 {
+		t, frac = t.Add(-time.Second), frac+1e6
+	}
+	s := t.Format("2006-01-02T15:04:05")
+	switch l.frac {
+	case 6:
+		s += fmt.Sprintf(".%06d", frac)
+	case 3:
+		s += fmt.Sprintf(".%03d", frac/1000)
+	}
+	return s + l.zone
+}
+
+// verbatimRecord is the record of a line that travels as it is (no
+// binary fields).
 func verbatimRecord(line []byte) []byte {
 	rec := []byte{flagVerbatim}
 	rec = binary.AppendUvarint(rec, uint64(len(line)))
 	return append(rec, line...)
 }
 
-// encodeRecord returns the compact record of line and its parsed event
-// (nil when the line travels verbatim).
-func encodeRecord(line []byte, batch []batchEvent, holds func(actor, id string) bool) ([]byte, *bplog.Event) {
+// encodeRecord returns the compact record of line (its compressed part
+// and its binary fields) and its parsed event (nil when the line travels
+// verbatim).
+func encodeRecord(line []byte, batch []batchEvent, opts EncodeOptions) ([]byte, []byte, *bplog.Event) {
 	e, err := bplog.Parse(line)
 	if err != nil {
-		return verbatimRecord(line), nil
+		return verbatimRecord(line), nil, nil
 	}
 	v := e.Value
 	var flags byte
@@ -315,7 +417,7 @@ func encodeRecord(line []byte, batch []batchEvent, holds func(actor, id string) 
 	rule, _, err := e.CheckID()
 	switch {
 	case err != nil:
-		return verbatimRecord(line), nil
+		return verbatimRecord(line), nil, nil
 	case rule == bplog.IDProfile:
 		flags |= idProfile
 		v = v.Without("event_id")
@@ -325,38 +427,77 @@ func encodeRecord(line []byte, batch []batchEvent, holds func(actor, id string) 
 	default:
 		flags |= idResidual
 	}
-	if kb, ok := keyBytes(e.KeyID); ok && v.Field("actor_key_id").Kind() == canon.String {
-		flags |= flagKey
-		bin = append(bin, kb...)
-		v = v.Without("actor_key_id")
-	}
+	// The predecessor first: its key may stand for the event's.
+	var prevBin []byte
+	predKey := ""
 	if pb, ok := idBytes(e.Prev); e.HasPrev && ok {
-		if refOK(e.Actor, e.Prev, batch, holds) {
+		last := lastOfActor(e.Actor, batch)
+		switch {
+		case last != nil && last.id == e.Prev:
+			flags |= prevBatch
+			predKey = last.key
+		case refOK(e.Actor, e.Prev, batch, opts.Holds):
 			flags |= prevRef
-			bin = append(bin, pb[:prefixLen]...)
-		} else {
+			prevBin = pb[:prefixLen]
+			if b := inBatch(e.Actor, e.Prev, batch); b != nil {
+				predKey = b.key
+			} else if opts.KeyOf != nil {
+				predKey = opts.KeyOf(e.Prev)
+			}
+		default:
 			flags |= prevFull
-			bin = append(bin, pb...)
+			prevBin = pb
 		}
 		v = v.Without("prev_event_hash")
 	}
+	if kb, ok := keyBytes(e.KeyID); ok && v.Field("actor_key_id").Kind() == canon.String {
+		if predKey == e.KeyID {
+			flags |= flagPredKey
+		} else {
+			flags |= flagKey
+			bin = append(bin, kb...)
+		}
+		v = v.Without("actor_key_id")
+	}
+	bin = append(bin, prevBin...)
 	if sb, ok := sigBytes(e.Sig); ok && v.Field("sig").Kind() == canon.String {
 		flags |= flagSig
 		bin = append(bin, sb...)
 		v = v.Without("sig")
 	}
+	// The timestamp: one uvarint, 0 when it stays in the residual, else
+	// the difference from the batch's previous binary timestamp (from 0
+	// for the first) zigzag-encoded, shifted left by 4, or 8 when it is in
+	// whole milliseconds and counted in them, or its layout kind.
+	ts := []byte{0}
+	if f := v.Field("timestamp_utc"); f.Kind() == canon.String {
+		if us, kind, ok := parseTS(f.Str()); ok {
+			base, _ := tsBase(batch)
+			d, unit := us-base, uint64(0)
+			if d%1000 == 0 {
+				d, unit = d/1000, 8
+			}
+			z := uint64(d<<1) ^ uint64(d>>63)
+			if z < 1<<59 {
+				ts = binary.AppendUvarint(nil, z<<4|unit|uint64(kind))
+				v = v.Without("timestamp_utc")
+			}
+		}
+	}
 	res, err := canon.Encode(v)
 	if err != nil {
-		return verbatimRecord(line), nil
+		return verbatimRecord(line), nil, nil
 	}
-	rec := append([]byte{flags}, bin...)
-	rec = binary.AppendUvarint(rec, uint64(len(res)))
-	return append(rec, res...), e
+	rec := append([]byte{flags}, ts...)
+	return append(rec, res...), bin, e
 }
 
 // refOK reports whether a 4-byte reference to prev resolves at the
 // receiver without ambiguity among the batch's earlier events of actor.
 func refOK(actor, prev string, batch []batchEvent, holds func(actor, id string) bool) bool {
+	if len(prev) < len(bplog.IDPrefix)+2*prefixLen {
+		return false
+	}
 	pfx := prev[:len(bplog.IDPrefix)+2*prefixLen]
 	found := false
 	for _, b := range batch {
@@ -403,16 +544,38 @@ func sigBytes(sig string) ([]byte, bool) {
 	return b, true
 }
 
+// lastOfActor is the newest event of actor earlier in the batch (nil:
+// none).
+func lastOfActor(actor string, batch []batchEvent) *batchEvent {
+	for j := len(batch) - 1; j >= 0; j-- {
+		if batch[j].actor == actor {
+			return &batch[j]
+		}
+	}
+	return nil
+}
+
+// inBatch is the event id of actor earlier in the batch (nil: none).
+func inBatch(actor, id string, batch []batchEvent) *batchEvent {
+	for j := len(batch) - 1; j >= 0; j-- {
+		if batch[j].actor == actor && batch[j].id == id {
+			return &batch[j]
+		}
+	}
+	return nil
+}
+
 // Resolver finds the receiver's event of actor whose event_id starts with
-// "evt_" + hex(prefix); "" when it holds none.
-type Resolver func(actor string, prefix []byte) string
+// "evt_" + hex(prefix), and returns its id and actor_key_id; "" when it
+// holds none.
+type Resolver func(actor string, prefix []byte) (id, keyID string)
 
 // BatchHeader is the part of a batch before the compressed records.
 type BatchHeader struct {
 	HasDict bool
 	Cut     []CutEntry
 	DictID  [4]byte
-	body    []byte
+	z, bins []byte // the zstd frame (without its magic) and the binary fields
 }
 
 // ParseBatchHeader reads a batch's header, so that the receiver can build
@@ -449,7 +612,11 @@ func ParseBatchHeader(blob []byte) (*BatchHeader, error) {
 		h.DictID = [4]byte(p[:4])
 		p = p[4:]
 	}
-	h.body = p
+	n, k := binary.Uvarint(p)
+	if k <= 0 || n > uint64(len(p)-k) {
+		return nil, badf("bad compressed length")
+	}
+	h.z, h.bins = p[k:k+int(n)], p[k+int(n):]
 	return h, nil
 }
 
@@ -467,8 +634,8 @@ func (c *Codec) Decode(h *BatchHeader, dict *Dict, resolve Resolver) ([][]byte, 
 	if err != nil {
 		return nil, err
 	}
-	frame := make([]byte, 0, zstdMagicSize+len(h.body))
-	frame = append(append(frame, zstdMagic...), h.body...)
+	frame := make([]byte, 0, zstdMagicSize+len(h.z))
+	frame = append(append(frame, zstdMagic...), h.z...)
 	raw, err := dec.DecodeAll(frame, nil)
 	if err != nil {
 		return nil, badf("zstd: %v", err)
@@ -483,60 +650,91 @@ func (c *Codec) Decode(h *BatchHeader, dict *Dict, resolve Resolver) ([][]byte, 
 	raw = raw[k:]
 	lines := make([][]byte, 0, n)
 	var batch []batchEvent
+	bins := h.bins
 	for range n {
-		line, used, err := decodeRecord(raw, batch, resolve)
+		line, used, usedBin, ts, err := decodeRecord(raw, bins, batch, resolve)
 		if err != nil {
 			return nil, err
 		}
-		raw = raw[used:]
+		raw, bins = raw[used:], bins[usedBin:]
 		lines = append(lines, line)
-		be := batchEvent{}
+		be := batchEvent{ts: ts, hasTS: ts != noTS}
 		if e, err := bplog.Parse(line); err == nil {
-			be = batchEvent{actor: e.Actor, id: e.ID}
+			be.actor, be.id, be.key = e.Actor, e.ID, e.KeyID
 		}
 		batch = append(batch, be)
 	}
-	if len(raw) != 0 {
-		return nil, badf("%d bytes after the last record", len(raw))
+	if len(raw) != 0 || len(bins) != 0 {
+		return nil, badf("%d and %d bytes after the last record", len(raw), len(bins))
 	}
 	return lines, nil
 }
 
 // decodeRecord re-materialises one record at the start of p and returns
 // the line and the record's length.
-func decodeRecord(p []byte, batch []batchEvent, resolve Resolver) ([]byte, int, error) {
+// noTS marks a record without a binary timestamp.
+const noTS = math.MinInt64
+
+func decodeRecord(p, bin []byte, batch []batchEvent, resolve Resolver) ([]byte, int, int, int64, error) {
 	if len(p) < 1 {
-		return nil, 0, badf("short record")
+		return nil, 0, 0, noTS, badf("short record")
 	}
 	flags := p[0]
-	if flags&0x80 != 0 || flags&idMask == 3 || flags&prevMask == prevMask {
-		return nil, 0, badf("unknown record flags %#x", flags)
+	predKey := flags&flagPredKey != 0
+	if flags&idMask == 3 || (predKey && (flags&flagKey != 0 || flags&prevMask == prevFull || flags&prevMask == prevResidual)) {
+		return nil, 0, 0, noTS, badf("unknown record flags %#x", flags)
 	}
 	i := 1
+	j := 0 // into bin
 	take := func(n int) ([]byte, error) {
-		if len(p)-i < n {
-			return nil, badf("short record")
+		if len(bin)-j < n {
+			return nil, badf("short binary fields")
 		}
-		b := p[i : i+n]
-		i += n
+		b := bin[j : j+n]
+		j += n
 		return b, nil
 	}
 	if flags&flagVerbatim != 0 {
 		if flags != flagVerbatim {
-			return nil, 0, badf("unknown record flags %#x", flags)
+			return nil, 0, 0, noTS, badf("unknown record flags %#x", flags)
 		}
 		n, k := binary.Uvarint(p[i:])
 		if k <= 0 || n > bplog.MaxLineSize || n > uint64(len(p)-i-k) {
-			return nil, 0, badf("bad verbatim length")
+			return nil, 0, 0, noTS, badf("bad verbatim length")
 		}
 		i += k
-		return append([]byte(nil), p[i:i+int(n)]...), i + int(n), nil
+		return append([]byte(nil), p[i:i+int(n)]...), i + int(n), 0, noTS, nil
 	}
 	var key, prev, sig []byte
 	var err error
+	tv, k := binary.Uvarint(p[i:])
+	if k <= 0 {
+		return nil, 0, 0, noTS, badf("bad timestamp")
+	}
+	i += k
+	kind := [1]byte{byte(tv & 7)}
+	ts := int64(noTS)
+	if kind[0] != 0 {
+		if int(kind[0]) > len(tsLayouts) {
+			return nil, 0, 0, noTS, badf("unknown timestamp kind %d", kind[0])
+		}
+		z := tv >> 4
+		d := int64(z>>1) ^ -int64(z&1) // |d| < 2^59
+		if tv&8 != 0 {
+			if d > 1<<48 || d < -(1<<48) {
+				return nil, 0, 0, noTS, badf("timestamp out of range")
+			}
+			d *= 1000
+		}
+		base, _ := tsBase(batch) // years 1-9999: no overflow below
+		ts = base + d
+		if ts < -62135596800e6 || ts > 253402300799e6 { // years 1-9999
+			return nil, 0, 0, noTS, badf("timestamp out of range")
+		}
+	}
 	if flags&flagKey != 0 {
 		if key, err = take(8); err != nil {
-			return nil, 0, err
+			return nil, 0, 0, noTS, err
 		}
 	}
 	switch flags & prevMask {
@@ -546,48 +744,66 @@ func decodeRecord(p []byte, batch []batchEvent, resolve Resolver) ([]byte, int, 
 		prev, err = take(prefixLen)
 	}
 	if err != nil {
-		return nil, 0, err
+		return nil, 0, 0, noTS, err
 	}
 	if flags&flagSig != 0 {
 		if sig, err = take(64); err != nil {
-			return nil, 0, err
+			return nil, 0, 0, noTS, err
 		}
 	}
-	n, k := binary.Uvarint(p[i:])
-	if k <= 0 || n > MaxResidual || n > uint64(len(p)-i-k) {
-		return nil, 0, badf("bad residual length")
+	n := objectEnd(p[i:min(len(p), i+MaxResidual)])
+	if n < 0 {
+		return nil, 0, 0, noTS, badf("residual is not a JSON object of at most %d bytes", MaxResidual)
 	}
-	i += k
-	v, err := canon.Limits{MaxSize: MaxResidual, MaxDepth: bplog.MaxDepth}.Parse(p[i : i+int(n)])
+	v, err := canon.Limits{MaxSize: MaxResidual, MaxDepth: bplog.MaxDepth}.Parse(p[i : i+n])
 	if err != nil {
-		return nil, 0, badf("residual: %v", err)
+		return nil, 0, 0, noTS, badf("residual: %v", err)
 	}
-	i += int(n)
+	i += n
 	if v.Kind() != canon.Object {
-		return nil, 0, badf("residual is not an object")
+		return nil, 0, 0, noTS, badf("residual is not an object")
 	}
-	for _, m := range []string{"actor_key_id", "prev_event_hash", "sig", "event_id"} {
+	for _, m := range []string{"actor_key_id", "prev_event_hash", "sig", "event_id", "timestamp_utc"} {
 		if !v.Has(m) {
 			continue
 		}
-		carried := (m == "actor_key_id" && key != nil) || (m == "prev_event_hash" && prev != nil) ||
-			(m == "sig" && sig != nil) || (m == "event_id" && flags&idMask != idResidual)
+		carried := (m == "actor_key_id" && (key != nil || predKey)) || (m == "prev_event_hash" && (prev != nil || flags&prevMask == prevBatch)) ||
+			(m == "sig" && sig != nil) || (m == "event_id" && flags&idMask != idResidual) ||
+			(m == "timestamp_utc" && kind[0] != 0)
 		if carried {
-			return nil, 0, badf("%s both in binary and in the residual", m)
+			return nil, 0, 0, noTS, badf("%s both in binary and in the residual", m)
 		}
 	}
 	if key != nil {
 		v = v.With("actor_key_id", canon.StringValue(bplog.KeyIDPrefix+hex.EncodeToString(key)))
 	}
-	if prev != nil {
-		id := bplog.IDPrefix + hex.EncodeToString(prev)
-		if len(prev) == prefixLen {
-			id = resolveRef(v.Field("actor").Str(), prev, batch, resolve)
-			if id == "" {
-				return nil, 0, badf("prev_event_hash %x… names no event the receiver holds", prev)
-			}
+	var prevID, prevKey string
+	switch flags & prevMask {
+	case prevFull:
+		prevID = bplog.IDPrefix + hex.EncodeToString(prev)
+	case prevRef:
+		prevID, prevKey = resolveRef(v.Field("actor").Str(), prev, batch, resolve)
+		if prevID == "" {
+			return nil, 0, 0, noTS, badf("prev_event_hash %x… names no event the receiver holds", prev)
 		}
-		v = v.With("prev_event_hash", canon.StringValue(id))
+	case prevBatch:
+		last := lastOfActor(v.Field("actor").Str(), batch)
+		if last == nil || last.id == "" {
+			return nil, 0, 0, noTS, badf("prev_event_hash names an earlier event of the batch, and there is none")
+		}
+		prevID, prevKey = last.id, last.key
+	}
+	if prevID != "" {
+		v = v.With("prev_event_hash", canon.StringValue(prevID))
+	}
+	if kind[0] != 0 {
+		v = v.With("timestamp_utc", canon.StringValue(formatTS(ts, kind[0])))
+	}
+	if predKey {
+		if prevKey == "" {
+			return nil, 0, 0, noTS, badf("actor_key_id is the predecessor's, whose key is not known")
+		}
+		v = v.With("actor_key_id", canon.StringValue(prevKey))
 	}
 	switch flags & idMask {
 	case idProfile, idLegacy:
@@ -597,7 +813,7 @@ func decodeRecord(p []byte, batch []batchEvent, resolve Resolver) ([]byte, int, 
 		}
 		id, err := compute(v)
 		if err != nil {
-			return nil, 0, badf("event_id: %v", err)
+			return nil, 0, 0, noTS, badf("event_id: %v", err)
 		}
 		v = v.With("event_id", canon.StringValue(id))
 	}
@@ -606,20 +822,52 @@ func decodeRecord(p []byte, batch []batchEvent, resolve Resolver) ([]byte, int, 
 	}
 	line, err := canon.Encode(v)
 	if err != nil {
-		return nil, 0, badf("encode: %v", err)
+		return nil, 0, 0, noTS, badf("encode: %v", err)
 	}
-	return line, i, nil
+	return line, i, j, ts, nil
 }
 
-func resolveRef(actor string, prefix []byte, batch []batchEvent, resolve Resolver) string {
+// objectEnd returns the length of the JSON object at the start of p (up
+// to its closing brace), or -1 when p does not start with one that ends
+// within p. It only matches braces outside strings; the parser checks
+// the rest.
+func objectEnd(p []byte) int {
+	if len(p) == 0 || p[0] != '{' {
+		return -1
+	}
+	depth, inStr, esc := 0, false, false
+	for i, c := range p {
+		switch {
+		case inStr && esc:
+			esc = false
+		case inStr && c == '\\':
+			esc = true
+		case inStr && c == '"':
+			inStr = false
+		case inStr:
+		case c == '"':
+			inStr = true
+		case c == '{' || c == '[':
+			depth++
+		case c == '}' || c == ']':
+			depth--
+			if depth == 0 {
+				return i + 1
+			}
+		}
+	}
+	return -1
+}
+
+func resolveRef(actor string, prefix []byte, batch []batchEvent, resolve Resolver) (id, key string) {
 	pfx := bplog.IDPrefix + hex.EncodeToString(prefix)
 	for j := len(batch) - 1; j >= 0; j-- {
 		if batch[j].actor == actor && strings.HasPrefix(batch[j].id, pfx) {
-			return batch[j].id
+			return batch[j].id, batch[j].key
 		}
 	}
 	if resolve != nil {
 		return resolve(actor, prefix)
 	}
-	return ""
+	return "", ""
 }

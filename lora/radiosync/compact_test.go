@@ -67,19 +67,25 @@ func testCorpus(tb testing.TB) corpus {
 	return corpusData
 }
 
-// cutAt is the dictionary cut holding the first n events of c.
+// cutAt is the dictionary cut a Node makes for a receiver holding the
+// first n events of c: the actors whose newest held event is newest,
+// until they hold 200 events (or 8 actors).
 func cutAt(c corpus, n int) []radiosync.CutEntry {
 	counts := map[string]uint64{}
-	var order []string
 	for _, e := range c.events[:n] {
-		if counts[e.Actor] == 0 {
-			order = append(order, e.Actor)
-		}
 		counts[e.Actor]++
 	}
 	var cut []radiosync.CutEntry
-	for _, a := range order {
+	seen := map[string]bool{}
+	held := uint64(0)
+	for i := n - 1; i >= 0 && held < 200 && len(cut) < 8; i-- {
+		a := c.events[i].Actor
+		if seen[a] {
+			continue
+		}
+		seen[a] = true
 		cut = append(cut, radiosync.CutEntry{Actor: radiosync.ActorHash(a), Count: counts[a]})
+		held += counts[a]
 	}
 	return cut
 }
@@ -94,15 +100,25 @@ func holdsFirst(c corpus, n int) func(actor, id string) bool {
 }
 
 func resolverFirst(c corpus, n int) radiosync.Resolver {
-	return func(actor string, p []byte) string {
+	return func(actor string, p []byte) (string, string) {
 		pfx := bplog.IDPrefix + hex.EncodeToString(p)
-		for _, e := range c.events[:n] {
-			if e.Actor == actor && strings.HasPrefix(e.ID, pfx) {
-				return e.ID
+		for i := n - 1; i >= 0; i-- {
+			if e := c.events[i]; e.Actor == actor && strings.HasPrefix(e.ID, pfx) {
+				return e.ID, e.KeyID
 			}
 		}
-		return ""
+		return "", ""
 	}
+}
+
+// keyOfFirst is EncodeOptions.KeyOf for a receiver holding the first n
+// events of c.
+func keyOfFirst(c corpus, n int) func(string) string {
+	keys := map[string]string{}
+	for _, e := range c.events[:n] {
+		keys[e.ID] = e.KeyID
+	}
+	return func(id string) string { return keys[id] }
 }
 
 func TestCompactRoundTrip(t *testing.T) {
@@ -121,7 +137,7 @@ func TestCompactRoundTrip(t *testing.T) {
 			var codec, recv radiosync.Codec
 			for start := split; start+tc.n <= split+300; start += tc.n {
 				lines := c.lines[start : start+tc.n]
-				blob, err := codec.Encode(lines, radiosync.EncodeOptions{Dict: tc.dict, Holds: holdsFirst(c, start)})
+				blob, err := codec.Encode(lines, radiosync.EncodeOptions{Dict: tc.dict, Holds: holdsFirst(c, start), KeyOf: keyOfFirst(c, start)})
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -159,7 +175,7 @@ func TestCompactOneObservationFitsAFrame(t *testing.T) {
 		if c.events[i].Type != "OBSERVATION" {
 			continue
 		}
-		blob, err := codec.Encode(c.lines[i:i+1], radiosync.EncodeOptions{Dict: dict, Holds: holdsFirst(c, i)})
+		blob, err := codec.Encode(c.lines[i:i+1], radiosync.EncodeOptions{Dict: dict, Holds: holdsFirst(c, i), KeyOf: keyOfFirst(c, i)})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -226,7 +242,7 @@ func FuzzDecodeBatch(f *testing.F) {
 	c := testCorpus(f)
 	var codec radiosync.Codec
 	for _, n := range []int{1, 3, 10} {
-		blob, err := codec.Encode(c.lines[100:100+n], radiosync.EncodeOptions{Holds: holdsFirst(c, 100)})
+		blob, err := codec.Encode(c.lines[100:100+n], radiosync.EncodeOptions{Holds: holdsFirst(c, 100), KeyOf: keyOfFirst(c, 100)})
 		if err != nil {
 			f.Fatal(err)
 		}
@@ -234,8 +250,8 @@ func FuzzDecodeBatch(f *testing.F) {
 	}
 	blob, _ := codec.Encode(c.lines[100:101], radiosync.EncodeOptions{Dict: radiosync.BuildDict(c.events, cutAt(c, 50))})
 	f.Add(blob)
-	f.Add([]byte{0x01})
-	f.Add([]byte{0x81, 0x01, 1, 2, 3, 4, 5, 0, 0, 0, 0})
+	f.Add([]byte{0x02})
+	f.Add([]byte{0x82, 0x01, 1, 2, 3, 4, 5, 0, 0, 0, 0})
 	resolve := resolverFirst(c, 200)
 	f.Fuzz(func(t *testing.T, blob []byte) {
 		var codec radiosync.Codec

@@ -4,16 +4,18 @@
 // # Compact batches
 //
 // Events travel in batches ([Codec]): per event a flags byte, the
-// signature (64 bytes) and key id (8 bytes) in binary, the predecessor as
-// a 4-byte reference when the receiver holds it (12 bytes otherwise), and
-// the rest of the event as canonical JSON without the members the
-// receiver recomputes (event_id) or gets in binary. The records of a batch
-// are compressed together with zstd, optionally with a raw dictionary cut
-// from the log both ends hold ([Dict]); the batch names the cut and a hash
-// of the dictionary so that both ends agree. The receiver re-materialises
-// the exact canonical line of every event, so event ids and signatures
-// verify as they did at the sender, and hands the lines to the store's
-// one ingest path.
+// timestamp as a delta from the batch's previous one, and the rest of the
+// event as canonical JSON without the members the receiver recomputes
+// (event_id) or gets in binary, compressed together with zstd, optionally
+// with a raw dictionary cut from the log both ends hold ([Dict]; the batch
+// names the cut and a hash of the dictionary so that both ends agree).
+// After the compressed part come the binary fields: the signature (64
+// bytes), the key id (8 bytes, left out when it is the predecessor's),
+// and the predecessor as a 4-byte reference when the receiver holds it
+// (none when it is the actor's previous event in the batch, 12 bytes
+// otherwise). The receiver re-materialises the exact canonical line of
+// every event, so event ids and signatures verify as they did at the
+// sender, and hands the lines to the store's one ingest path.
 //
 // # The protocol
 //

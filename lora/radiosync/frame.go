@@ -18,12 +18,12 @@ import (
 // except in a HELLO, the receiver's hint; then a 40-bit counter. Unicast
 // frames end with an 8-byte tag, HMAC-SHA256 under the pair's key.
 const (
-	version    = 1
+	version    = 2
 	hintSize   = 2
 	ctrSize    = 5
 	headerSize = 1 + 2*hintSize + ctrSize // type, src, dst, counter
 	tagSize    = 8
-	dataExtra  = 3 // transfer id, fragment index, fragment count
+	dataExtra  = 4 // transfer id (2), fragment index, fragment count
 	// DataOverhead is what a DATA frame adds to the batch bytes it
 	// carries.
 	DataOverhead = headerSize + dataExtra + tagSize

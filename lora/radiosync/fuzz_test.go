@@ -11,12 +11,14 @@ import (
 )
 
 func FuzzParseFrontier(f *testing.F) {
-	f.Add([]byte{0})
-	f.Add([]byte{1, 1, 2, 3, 4, 5, 1, 2, 3, 4, 5, 6, 1, 9, 9, 9, 9})
-	f.Add([]byte{2, 1, 2, 3, 4, 0x80})
+	head := []byte{1, 2, 3, 4, 5, 6, 0, 0, 0, 0, 0xff, 0xff, 0xff, 0xff}
+	f.Add(append(head, 0))
+	f.Add(append(head, 1, 1, 2, 3, 4, 5, 1, 2, 3, 4, 5, 6, 1, 9, 9, 9, 9))
+	f.Add(append(head, 2, 1, 2, 3, 4, 0x80))
+	f.Add([]byte{1, 2, 3, 4, 5, 6, 0x10, 0, 0, 0, 0x0f, 0, 0, 0, 1, 0x10, 0, 0, 1, 3, 1, 2, 3, 4, 5, 6, 0})
 	f.Fuzz(func(t *testing.T, p []byte) {
 		n, err := radiosync.ParseFrontier(p)
-		if err == nil && n*11 > len(p) {
+		if err == nil && 14+n*12 > len(p) {
 			t.Fatalf("%d actors from %d bytes", n, len(p))
 		}
 	})
@@ -38,10 +40,10 @@ func FuzzHandleFrame(f *testing.F) {
 	n0, n1 := s.Node(0), s.Node(1)
 	n0.Start(radiosim.Start)
 	digest := bp0.Frontier().Digest()
-	f.Add([]byte{0x11, 1, 2, 0, 0, 0, 0, 1, 1, 2, 3, 4, 5, 6}, false, byte(0))
-	f.Add([]byte{3, 0, 1, 0x28}, true, byte(radiosync.TypeData))
-	f.Add([]byte{1, 0, 3, 0xff}, true, byte(radiosync.TypeAck))
-	f.Add([]byte{1, 1, 2, 3, 4, 5, 1, 2, 3, 4, 5, 6, 0}, true, byte(radiosync.TypeFrontier))
+	f.Add([]byte{0x21, 1, 2, 0, 0, 0, 0, 1, 1, 2, 3, 4, 5, 6}, false, byte(0))
+	f.Add([]byte{0, 3, 0, 1, 0x28}, true, byte(radiosync.TypeData))
+	f.Add([]byte{0, 1, 0, 3, 0xff}, true, byte(radiosync.TypeAck))
+	f.Add([]byte{1, 2, 3, 4, 5, 6, 0, 0, 0, 0, 0xff, 0xff, 0xff, 0xff, 1, 1, 2, 3, 4, 5, 1, 2, 3, 4, 5, 6, 0}, true, byte(radiosync.TypeFrontier))
 	f.Fuzz(func(t *testing.T, p []byte, sealed bool, typ byte) {
 		now := radiosim.Start.Add(time.Hour)
 		if sealed {

@@ -49,12 +49,12 @@ func TestHostileSenderChangesNothing(t *testing.T) {
 			f[j] = byte(r.Uint32())
 		}
 		if i%3 == 0 && len(f) > 0 {
-			f[0] = 0x10 | byte(i%5) // a valid version and type
+			f[0] = 0x20 | byte(i%5) // a valid version and type
 		}
 		deliver(f)
 	}
 	// A peer's frame with a byte changed: the tag no longer matches.
-	f := radiosync.SealFor(n1, bp0.KeyID(), radiosync.TypeAck, []byte{200, 1, 1})
+	f := radiosync.SealFor(n1, bp0.KeyID(), radiosync.TypeAck, []byte{0, 200, 1, 1})
 	f[11] ^= 1
 	deliver(f)
 	// A stranger's frames, with the key it would share with device 0.
@@ -64,7 +64,7 @@ func TestHostileSenderChangesNothing(t *testing.T) {
 	}
 	deliver(radiosync.StrangerFrame(n0, stranger.Key, radiosync.TypeFrontier, []byte{0}))
 	// A replay.
-	ack := radiosync.SealFor(n1, bp0.KeyID(), radiosync.TypeAck, []byte{201, 1, 1})
+	ack := radiosync.SealFor(n1, bp0.KeyID(), radiosync.TypeAck, []byte{0, 201, 1, 1})
 	deliver(ack)
 	deliver(ack)
 
@@ -112,7 +112,7 @@ func TestHostileSenderChangesNothing(t *testing.T) {
 	room := 255 - radiosync.DataOverhead
 	total := (len(blob) + room - 1) / room
 	for i := range total {
-		frag := append([]byte{77, byte(i), byte(total)}, blob[i*room:min(len(blob), (i+1)*room)]...)
+		frag := append([]byte{0, 77, byte(i), byte(total)}, blob[i*room:min(len(blob), (i+1)*room)]...)
 		deliver(radiosync.SealFor(n1, bp0.KeyID(), radiosync.TypeData, frag))
 	}
 	after := n0.Counters()

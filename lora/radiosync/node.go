@@ -3,6 +3,7 @@ package radiosync
 import (
 	"context"
 	"crypto/ed25519"
+	"encoding/binary"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -111,6 +112,7 @@ const (
 	maxFragments = 64
 	ackRequest   = 0x80 // in a DATA frame's fragment index: answer with an ACK
 	doneMemory   = 8    // completed transfers remembered per peer (to re-ACK)
+	doneFor      = 12 * time.Hour
 )
 
 // Node is the protocol state machine of one device. It reads no clock
@@ -140,9 +142,19 @@ type Node struct {
 	// turnaround (up to two 255-byte airtimes) so that two half-duplex
 	// radios answering each other do not keep sending at the same
 	// moments.
-	hold  time.Time
+	hold time.Time
+	// busy is when the channel, last reported busy, may be used again:
+	// the end of the transmission heard plus a random backoff (up to one
+	// 255-byte airtime), so that the devices waiting for it do not all
+	// start at once.
+	busy  time.Time
 	draws uint64
 	stats Counters
+	// xferBase is the first transfer id of this run: the Unix time of
+	// Start in seconds, mod 2^16, so that a restarted device does not
+	// reuse the ids of transfers its peers still remember (that would
+	// take more than one transfer a second before the restart).
+	xferBase uint16
 }
 
 // Counters count what a Node did.
@@ -166,17 +178,25 @@ type peer struct {
 	heard        time.Time
 	digest       [digestSize]byte
 	frontierSent time.Time
-	frontierDig  [32]byte // my frontier digest when I last sent it
-	their        map[[4]byte]frontierEntry
+	frontierDig  [32]byte      // my frontier digest when I last sent it
+	their        theirFrontier // from its FRONTIER pages
 	theirAt      time.Time
 
 	plan      []*batch
 	tx        *transfer
-	nextXfer  byte
+	nextXfer  uint16 // the id of the next transfer to p
+	xferInit  bool   // nextXfer was set from the Node's xferBase
 	delivered map[string]time.Time
 
-	rx   map[byte]*reasm
-	done []byte // recently completed rx transfer ids
+	rx   map[uint16]*reasm
+	done []doneXfer // recently completed rx transfers
+}
+
+// doneXfer is a transfer received whole, remembered for doneFor so that
+// its fragments, sent again because the ACK was lost, are answered.
+type doneXfer struct {
+	id uint16
+	at time.Time
 }
 
 // batch is a run of events to send, by id (views are rebuilt as the log
@@ -187,7 +207,7 @@ type batch struct {
 }
 
 type transfer struct {
-	id      byte
+	id      uint16
 	b       *batch
 	frags   [][]byte // sealed-later frames, ready to queue
 	queued  int      // fragments still in the send queue
@@ -229,6 +249,7 @@ func (n *Node) Start(now time.Time) {
 	if c := uint64(now.Unix()) << 8; c > n.ctr {
 		n.ctr = c
 	}
+	n.xferBase = uint16(now.Unix())
 	// Spread the first hellos of devices over a tenth of the interval.
 	h := fnv.New64a()
 	h.Write([]byte(n.st.Actor()))
@@ -283,15 +304,31 @@ func (n *Node) refreshPeersLocked() {
 			continue
 		}
 		n.peers = append(n.peers, &peer{keyID: k.ID, pub: k.Public, hint: hintOf(k.Public), key: key,
-			delivered: map[string]time.Time{}, rx: map[byte]*reasm{}})
+			delivered: map[string]time.Time{}, rx: map[uint16]*reasm{}})
 	}
 	// Peers stay in keys.json order (not key order), so that a simulation
 	// with fresh keys behaves the same for a seed.
 }
 
 func (n *Node) viewLocked(ctx context.Context) (*logView, error) {
-	if n.view != nil && n.view.digest == n.st.Frontier().Digest() {
+	d := n.st.Frontier().Digest()
+	if n.view != nil && n.view.digest == d {
 		return n.view, nil
+	}
+	// Catch up with what changed; a store that moves on while the view
+	// reads gets another round, and a view that cannot follow (it does
+	// not fit the store's answer) is rebuilt from the whole log.
+	for try := 0; n.view != nil && try < 3; try++ {
+		ok, err := n.view.update(ctx, n.st)
+		if err != nil {
+			return nil, err
+		}
+		if !ok {
+			break
+		}
+		if d = n.st.Frontier().Digest(); n.view.digest == d {
+			return n.view, nil
+		}
 	}
 	v, err := buildView(ctx, n.st)
 	if err != nil {
@@ -416,7 +453,7 @@ func (n *Node) resendLocked(now time.Time, p *peer, t *transfer, lastOnly bool) 
 		f := t.frags[i]
 		if i == last {
 			f = append([]byte(nil), f...)
-			f[1] |= ackRequest
+			f[2] |= ackRequest
 		}
 		if n.queueLocked(p, t.b.class, typeData, f) {
 			t.queued++
@@ -434,6 +471,12 @@ func (n *Node) NextFrame(now time.Time) ([]byte, time.Duration) {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	n.refreshPeersLocked()
+	if now.Before(n.busy) {
+		if n.queue.Len() > 0 || !now.Before(n.hello) {
+			return nil, n.busy.Sub(now)
+		}
+		return nil, 0
+	}
 	var wait time.Duration = -1
 	if !now.Before(n.hello) {
 		dig := n.digestLocked()
@@ -513,7 +556,7 @@ func (n *Node) afterSendLocked(now time.Time, entry []byte) *peer {
 			continue
 		}
 		f := entry[8:]
-		if f[0]&0x0f == typeData && p.tx != nil && len(f) > headerSize && f[headerSize] == p.tx.id {
+		if f[0]&0x0f == typeData && p.tx != nil && len(f) > headerSize+2 && binary.BigEndian.Uint16(f[headerSize:]) == p.tx.id {
 			if p.tx.queued > 0 {
 				p.tx.queued--
 			}
@@ -527,6 +570,22 @@ func (n *Node) afterSendLocked(now time.Time, entry []byte) *peer {
 		return p
 	}
 	return nil
+}
+
+// ChannelBusy tells the Node that the radio hears a transmission that
+// lasts until until (listen before talk: a radio with channel activity
+// detection, or the simulator): it sends nothing before then, nor for a
+// random backoff after.
+func (n *Node) ChannelBusy(now, until time.Time) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if !until.After(now) {
+		return
+	}
+	b := until.Add(time.Duration(n.randLocked() * float64(n.o.Params.Airtime(lora.MaxPHYPayload))))
+	if b.After(n.busy) {
+		n.busy = b
+	}
 }
 
 // HandleFrame processes one received frame.
@@ -626,17 +685,24 @@ func (n *Node) sendFrontierLocked(ctx context.Context, now time.Time, p *peer) {
 	if !p.frontierSent.IsZero() && now.Sub(p.frontierSent) < n.o.FrontierEvery {
 		return
 	}
-	if len(p.rx) > 0 {
-		return // p is sending me a batch: it knows enough for now
+	for _, r := range p.rx {
+		if now.Sub(r.last) < n.o.AckTimeout {
+			// p is sending me a batch: it knows enough for now. (A
+			// transfer silent longer may be one a restarted p forgot.)
+			return
+		}
 	}
-	body := encodeFrontier(v, n.o.MTU-headerSize-tagSize)
-	if n.queueLocked(p, lora.Own, typeFrontier, body) {
+	queued := false
+	for _, body := range encodeFrontier(v, n.o.MTU-headerSize-tagSize) {
+		queued = n.queueLocked(p, lora.Own, typeFrontier, body) || queued
+	}
+	if queued {
 		p.frontierSent, p.frontierDig = now, v.digest
 	}
 }
 
 func (n *Node) onFrontierLocked(ctx context.Context, now time.Time, p *peer, body []byte) {
-	their, err := parseFrontier(body)
+	page, err := parseFrontier(body)
 	if err != nil {
 		n.stats.BadFrames++
 		return
@@ -646,10 +712,11 @@ func (n *Node) onFrontierLocked(ctx context.Context, now time.Time, p *peer, bod
 		n.o.Logger.Error("radio: read the log", "err", err)
 		return
 	}
-	p.their, p.theirAt = their, now
+	p.their.add(page)
+	p.theirAt = now
 	// Do they hold something I lack?
 	behind := false
-	for h, e := range their {
+	for h, e := range page.entries {
 		a, ok := v.byHash[h]
 		if !ok || e.count > uint64(len(v.chains[a])) || (e.count == uint64(len(v.chains[a])) && v.held(a, e) != int(e.count)) {
 			behind = true
@@ -688,8 +755,12 @@ func (n *Node) planLocked(now time.Time, v *logView, p *peer) {
 	own := n.st.Actor()
 	var plan []*batch
 	for _, a := range actors {
+		e, known := p.their.lookup(a)
+		if !known {
+			continue // in a page of its frontier not heard yet
+		}
 		held := 0
-		if e, ok := p.their[ActorHash(a)]; ok {
+		if e.count > 0 {
 			held = v.held(a, e)
 		}
 		var miss []int
@@ -732,21 +803,52 @@ func (n *Node) planLocked(now time.Time, v *logView, p *peer) {
 	p.plan = plan
 }
 
+// A dictionary cut names as few actors as fill the dictionary: each
+// costs about 6 bytes in every batch header, and the dictionary holds
+// only the newest 100 KiB of residuals (several hundred events; one
+// actor's newest cutEvents compress as well as more actors' would).
+const (
+	maxCutActors = 8
+	cutEvents    = 200
+)
+
 // cutLocked is the dictionary cut for p: per actor, how many events of
-// its chain p holds (by its last frontier).
+// its chain p holds (by its last frontier), for the actors whose newest
+// event p holds is newest, until they hold cutEvents events or
+// maxCutActors actors are named; in label order.
 func (n *Node) cutLocked(v *logView, p *peer) []CutEntry {
-	var cut []CutEntry
-	actors := make([]string, 0, len(v.chains))
-	for a := range v.chains {
-		actors = append(actors, a)
+	type cand struct {
+		actor string
+		k     int
 	}
-	sort.Strings(actors)
-	for _, a := range actors {
-		if e, ok := p.their[ActorHash(a)]; ok {
+	var cs []cand
+	for a := range v.chains {
+		if e, ok := p.their.entries[ActorHash(a)]; ok {
 			if k := v.held(a, e); k > 0 {
-				cut = append(cut, CutEntry{Actor: ActorHash(a), Count: uint64(k)})
+				cs = append(cs, cand{a, k})
 			}
 		}
+	}
+	sort.Slice(cs, func(i, j int) bool {
+		x := v.events[v.chains[cs[i].actor][cs[i].k-1]].Item()
+		y := v.events[v.chains[cs[j].actor][cs[j].k-1]].Item()
+		if c := bplog.CompareKey(x, y); c != 0 {
+			return c > 0
+		}
+		return cs[i].actor < cs[j].actor
+	})
+	held := 0
+	for k, c := range cs {
+		held += c.k
+		if held >= cutEvents || k+1 == maxCutActors {
+			cs = cs[:k+1]
+			break
+		}
+	}
+	sort.Slice(cs, func(i, j int) bool { return cs[i].actor < cs[j].actor })
+	cut := make([]CutEntry, 0, len(cs))
+	for _, c := range cs {
+		cut = append(cut, CutEntry{Actor: ActorHash(c.actor), Count: uint64(c.k)})
 	}
 	return cut
 }
@@ -765,7 +867,13 @@ func (n *Node) dictLocked(v *logView, cut []CutEntry) *Dict {
 			return d
 		}
 	}
-	d := BuildDict(v.events, cut)
+	var events []*bplog.Event
+	for _, c := range cut {
+		if a, ok := v.byHash[c.Actor]; ok {
+			events = append(events, v.chainEvents(a, int(min(c.Count, uint64(len(v.chains[a])))))...)
+		}
+	}
+	d := BuildDict(events, cut)
 	if d == nil {
 		return nil
 	}
@@ -795,7 +903,7 @@ func (n *Node) sendBatchLocked(now time.Time, v *logView, p *peer, b *batch, noD
 		}
 	}
 	held := map[string]int{}
-	for h, e := range p.their {
+	for h, e := range p.their.entries {
 		if a, ok := v.byHash[h]; ok {
 			held[a] = v.held(a, e)
 		}
@@ -805,7 +913,7 @@ func (n *Node) sendBatchLocked(now time.Time, v *logView, p *peer, b *batch, noD
 	opts := EncodeOptions{Holds: func(actor, id string) bool {
 		pos, ok := v.pos[id]
 		return ok && pos <= held[actor]
-	}}
+	}, KeyOf: v.keyOf}
 	if !noDict {
 		opts.Dict = n.dictLocked(v, n.cutLocked(v, p))
 	}
@@ -821,11 +929,15 @@ func (n *Node) sendBatchLocked(now time.Time, v *logView, p *peer, b *batch, noD
 		n.o.Logger.Error("radio: an event does not fit a transfer", "id", b.ids[0], "err", err)
 		return
 	}
-	p.nextXfer++
+	if !p.xferInit {
+		p.nextXfer, p.xferInit = n.xferBase, true
+	}
 	t := &transfer{id: p.nextXfer, b: b, noDict: noDict}
+	p.nextXfer++
 	total := (len(blob) + room - 1) / room
 	for i := range total {
-		frag := []byte{t.id, byte(i), byte(total)}
+		frag := binary.BigEndian.AppendUint16(nil, t.id)
+		frag = append(frag, byte(i), byte(total))
 		frag = append(frag, blob[i*room:min(len(blob), (i+1)*room)]...)
 		t.frags = append(t.frags, frag)
 	}
@@ -836,11 +948,11 @@ func (n *Node) sendBatchLocked(now time.Time, v *logView, p *peer, b *batch, noD
 }
 
 func (n *Node) onAckLocked(ctx context.Context, now time.Time, p *peer, body []byte) {
-	if len(body) < 3 {
+	if len(body) < 4 {
 		n.stats.BadFrames++
 		return
 	}
-	id, status, total := body[0], body[1], int(body[2])
+	id, status, total := binary.BigEndian.Uint16(body), body[2], int(body[3])
 	t := p.tx
 	n.o.Logger.Debug("radio: ack", "me", n.st.Actor(), "peer", p.keyID, "id", id, "status", status, "total", total, "tx", t != nil && t.id == id)
 	if t == nil || t.id != id || total != len(t.frags) {
@@ -872,7 +984,7 @@ func (n *Node) onAckLocked(ctx context.Context, now time.Time, p *peer, body []b
 		t.due = now.Add(n.o.AckTimeout)
 	case ackPartial:
 		t.backoff = 0 // the peer answers: no congestion
-		bm := body[3:]
+		bm := body[4:]
 		if len(bm) < (total+7)/8 {
 			n.stats.BadFrames++
 			return
@@ -890,8 +1002,9 @@ func (n *Node) onAckLocked(ctx context.Context, now time.Time, p *peer, body []b
 	}
 }
 
-func (n *Node) ackLocked(p *peer, id byte, status byte, total int, have [][]byte) {
-	body := []byte{id, status, byte(total)}
+func (n *Node) ackLocked(p *peer, id uint16, status byte, total int, have [][]byte) {
+	body := binary.BigEndian.AppendUint16(nil, id)
+	body = append(body, status, byte(total))
 	if status == ackPartial {
 		bm := make([]byte, (total+7)/8)
 		for i, f := range have {
@@ -909,14 +1022,14 @@ func (n *Node) onDataLocked(ctx context.Context, now time.Time, p *peer, body []
 		n.stats.BadFrames++
 		return
 	}
-	id, idx, total := body[0], int(body[1]&^ackRequest), int(body[2])
-	ackReq := body[1]&ackRequest != 0 || idx == total-1
+	id, idx, total := binary.BigEndian.Uint16(body), int(body[2]&^ackRequest), int(body[3])
+	ackReq := body[2]&ackRequest != 0 || idx == total-1
 	if total == 0 || idx >= total || total > maxFragments {
 		n.stats.BadFrames++
 		return
 	}
 	for _, d := range p.done {
-		if d == id {
+		if d.id == id && now.Sub(d.at) < doneFor {
 			n.ackLocked(p, id, ackDone, total, nil) // our ACK was lost
 			return
 		}
@@ -958,7 +1071,7 @@ func (n *Node) onDataLocked(ctx context.Context, now time.Time, p *peer, body []
 	}
 	status := n.ingestBatchLocked(ctx, p, blob)
 	if status != ackNoDict {
-		p.done = append(p.done, id)
+		p.done = append(p.done, doneXfer{id, now})
 		if len(p.done) > doneMemory {
 			p.done = p.done[1:]
 		}
@@ -970,7 +1083,7 @@ func (n *Node) onDataLocked(ctx context.Context, now time.Time, p *peer, body []
 // when p has none, if it has been idle for a tenth of the timeout.
 func (n *Node) evictLocked(p *peer) bool {
 	var op *peer
-	var oid byte
+	var oid uint16
 	var old time.Time
 	for _, q := range n.peers {
 		if len(p.rx) >= maxRxPerPeer && q != p {
@@ -1027,7 +1140,6 @@ func (n *Node) ingestBatchLocked(ctx context.Context, p *peer, blob []byte) byte
 	n.stats.EventsApplied += uint64(len(res.Applied))
 	n.o.Logger.Debug("radio: batch ingested", "me", n.st.Actor(), "peer", p.keyID, "events", len(lines), "applied", len(res.Applied),
 		"duplicates", res.Duplicates, "pending", len(res.Pending), "rejected", len(res.Rejected), "quarantined", len(res.Quarantined))
-	n.view = nil
 	return ackDone
 }
 

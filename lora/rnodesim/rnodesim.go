@@ -26,6 +26,10 @@ type Options struct {
 	RSSI    int
 	SNRRaw  int8
 	Channel bool // report channel and PHY stats after each transmission
+	// OnTransmit, when set, sees every data frame the host sends before
+	// it goes on the air (a test can pull a cable at a chosen frame). It
+	// runs on the device's goroutine.
+	OnTransmit func(data []byte)
 }
 
 // Device is one emulated RNode.
@@ -145,6 +149,9 @@ func (d *Device) command(cmd byte, data []byte) error {
 }
 
 func (d *Device) transmit(data []byte) error {
+	if d.opts.OnTransmit != nil {
+		d.opts.OnTransmit(data)
+	}
 	d.mu.Lock()
 	on, peer := d.on, d.peer
 	d.tx++
