@@ -8,6 +8,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -18,6 +19,18 @@ import (
 func (r *running) kill() {
 	r.cmd.Process.Kill()
 	<-r.done
+}
+
+// dump stops the agent with SIGQUIT, so that its log ends with every
+// goroutine's stack (for a test that failed waiting on it), and kills it
+// if that does not stop it.
+func (r *running) dump() {
+	r.cmd.Process.Signal(syscall.SIGQUIT)
+	select {
+	case <-r.done:
+	case <-time.After(5 * time.Second):
+		r.kill()
+	}
 }
 
 // startQuiet starts an agent without waiting for it to answer (a kill
@@ -36,7 +49,7 @@ func (d *device) launch(flags, peers []string) *running {
 		args = append(args, "--peer", p)
 	}
 	cmd := exec.Command(bin, args...)
-	cmd.Env = d.env
+	cmd.Env = append(append([]string(nil), d.env...), "GOTRACEBACK=all") // dump: every goroutine
 	r := &running{cmd: cmd, log: &bytes.Buffer{}, done: make(chan error, 1)}
 	cmd.Stdout, cmd.Stderr = r.log, r.log
 	if err := cmd.Start(); err != nil {

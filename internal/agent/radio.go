@@ -171,22 +171,30 @@ func (a *Agent) runRadio(ctx context.Context, ready <-chan struct{}) {
 	}
 }
 
-// runSyncer runs s and publishes its status every few seconds.
+// runSyncer runs s and publishes its status at once and then every few
+// seconds, from its own goroutine: a status call that has to wait never
+// holds up the link.
 func (a *Agent) runSyncer(ctx context.Context, s *radiosync.Syncer) error {
 	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	done := make(chan error, 1)
-	go func() { done <- s.Run(ctx) }()
-	t := time.NewTicker(3 * time.Second)
-	defer t.Stop()
-	for {
-		select {
-		case err := <-done:
-			return err
-		case <-t.C:
+	refreshed := make(chan struct{})
+	defer func() {
+		cancel()
+		<-refreshed // so that a late "up" never follows the caller's "down"
+	}()
+	go func() {
+		defer close(refreshed)
+		t := time.NewTicker(3 * time.Second)
+		defer t.Stop()
+		for {
 			a.radioState("", nil)
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+			}
 		}
-	}
+	}()
+	return s.Run(ctx)
 }
 
 // radioState publishes the radio's status to subscribers (not to

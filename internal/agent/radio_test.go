@@ -105,9 +105,10 @@ func TestAgentsOverRadio(t *testing.T) {
 	ra, rb := start(a, 0), start(b, 1)
 	t.Cleanup(func() {
 		if t.Failed() {
-			// Stop them first: their output is still being written.
-			ra.kill()
-			rb.kill()
+			// Stop them first (with every goroutine's stack in their
+			// logs): their output is still being written.
+			ra.dump()
+			rb.dump()
 			t.Logf("a's agent:\n%s\nb's agent:\n%s", ra.log, rb.log)
 			t.Logf("a's radio: %+v\nb's radio: %+v", a.status().Radio, b.status().Radio)
 		}

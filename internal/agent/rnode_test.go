@@ -153,9 +153,10 @@ func TestAgentsOverRNode(t *testing.T) {
 	t.Cleanup(func() {
 		if t.Failed() {
 			if !stopped {
-				// Stop them first: their output is still being written.
-				ra.kill()
-				rb.kill()
+				// Stop them first (with every goroutine's stack in
+				// their logs): their output is still being written.
+				ra.dump()
+				rb.dump()
 			}
 			t.Logf("a's agent:\n%s\nb's agent:\n%s", ra.log, rb.log)
 		}

@@ -126,6 +126,7 @@ type Node struct {
 	codec Codec
 
 	mu      sync.Mutex // mu guards the fields below
+	actor   string     // the store's actor, read at Start (for Status)
 	me      bplog.PrivateKey
 	hint    hint
 	ctr     uint64
@@ -250,9 +251,10 @@ func (n *Node) Start(now time.Time) {
 		n.ctr = c
 	}
 	n.xferBase = uint16(now.Unix())
+	n.actor = n.st.Actor()
 	// Spread the first hellos of devices over a tenth of the interval.
 	h := fnv.New64a()
-	h.Write([]byte(n.st.Actor()))
+	h.Write([]byte(n.actor))
 	n.hello = now.Add(time.Duration(h.Sum64() % uint64(n.o.HelloEvery/10+1)))
 }
 

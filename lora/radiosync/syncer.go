@@ -53,12 +53,19 @@ type QueueStatus struct {
 }
 
 // Status returns a snapshot at now.
+//
+// It does not ask the store anything (a store busy with a write must not
+// hold up a status): "in sync" compares with the frontier of the log view
+// the protocol last worked from.
 func (n *Node) Status(now time.Time) Status {
 	n.mu.Lock()
 	defer n.mu.Unlock()
-	s := Status{KeyID: n.me.ID, Actor: n.st.Actor(), Region: n.budget.Region().Name,
+	s := Status{KeyID: n.me.ID, Actor: n.actor, Region: n.budget.Region().Name,
 		Used: n.budget.Used(now), Allowance: n.budget.Region().Allowance(), Counters: n.stats}
-	dig := n.digestLocked()
+	var dig [digestSize]byte
+	if n.view != nil {
+		dig = [digestSize]byte(n.view.digest[:digestSize])
+	}
 	for _, p := range n.peers {
 		ps := PeerStatus{KeyID: p.keyID, LastHeard: p.heard, InSync: !p.heard.IsZero() && p.digest == dig, Receiving: len(p.rx)}
 		for _, b := range p.plan {
