@@ -29,20 +29,18 @@ func appendBatch(t *testing.T, dir, key, actor string, n int, now func() time.Ti
 	}
 }
 
-// TestRewriteReplaysFromSnapshot: a merge that reorders only the log's
-// tail replays the reducer from the base snapshot (taken when the log was
-// replayed, kept in the state cache), and ends in exactly the state of a
-// replay from scratch, with the same log as the other replica.
-func TestRewriteReplaysFromSnapshot(t *testing.T) {
-	defer store.SetMinBaseBytes(16 << 10)()
-	a, b, key := replicas(t)
-	now := clock()
-	appendBatch(t, a, key, "north", 1500, now) // shared history, over a thousand events so a cache is kept
+// divergedReplicas returns two replicas with 1,500 shared events (over a
+// thousand, so a cache is kept) that then went on apart with interleaved
+// clocks (a: 40 events by north, b: 30 by south), the device key, and
+// each side's clock.
+func divergedReplicas(t *testing.T) (a, b, key string, ca, cb func() time.Time) {
+	t.Helper()
+	a, b, key = replicas(t)
+	appendBatch(t, a, key, "north", 1500, clock())
 	b2 := filepath.Join(filepath.Dir(b), "replica2")
 	copyDir(t, a, b2)
 	b = b2
-	// Both sides go on, with interleaved clocks.
-	ca, cb := clock(), clock()
+	ca, cb = clock(), clock()
 	for range 3000 {
 		ca()
 		cb()
@@ -50,6 +48,16 @@ func TestRewriteReplaysFromSnapshot(t *testing.T) {
 	cb()
 	appendBatch(t, a, key, "north", 40, ca)
 	appendBatch(t, b, key, "south", 30, cb)
+	return a, b, key, ca, cb
+}
+
+// TestRewriteReplaysFromSnapshot: a merge that reorders only the log's
+// tail replays the reducer from the base snapshot (taken when the log was
+// replayed, kept in the state cache), and ends in exactly the state of a
+// replay from scratch, with the same log as the other replica.
+func TestRewriteReplaysFromSnapshot(t *testing.T) {
+	defer store.SetMinBaseBytes(16 << 10)()
+	a, b, key, ca, cb := divergedReplicas(t)
 
 	// A fresh open replays (no cache after a small batch) and takes the
 	// snapshot near the end; the merge reorders the tail after it.
@@ -117,20 +125,7 @@ func TestRewriteReplaysFromSnapshot(t *testing.T) {
 // whole log) and is not written back as if it were sound.
 func TestDamagedSnapshotNotUsed(t *testing.T) {
 	defer store.SetMinBaseBytes(16 << 10)()
-	a, b, key := replicas(t)
-	now := clock()
-	appendBatch(t, a, key, "north", 1500, now)
-	b2 := filepath.Join(filepath.Dir(b), "replica2")
-	copyDir(t, a, b2)
-	b = b2
-	ca, cb := clock(), clock()
-	for range 3000 {
-		ca()
-		cb()
-	}
-	cb()
-	appendBatch(t, a, key, "north", 40, ca)
-	appendBatch(t, b, key, "south", 30, cb)
+	a, b, key, ca, cb := divergedReplicas(t)
 	// Open and close a without a cache: a replay that takes the
 	// snapshot near the end, kept in the cache at close.
 	cachePath := filepath.Join(a, store.CachePath)
