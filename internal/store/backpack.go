@@ -706,6 +706,12 @@ func (b *Backpack) appendBatchLocked(bodies []canon.Value) ([]*bplog.Event, erro
 // appendLinesLocked appends canonical event lines, applies them and
 // rebuilds the derived files.
 func (b *Backpack) appendLinesLocked(lines [][]byte, evs []*bplog.Event) error {
+	// A deferred state is decoded first, so that nothing can fail once
+	// the lines are written.
+	st, err := b.stateLocked()
+	if err != nil {
+		return err
+	}
 	// A batch of several lines is journaled: a process killed in the
 	// middle of the write can leave part of it (the kernel stops a large
 	// write at a fatal signal), and the next writer then cuts the part
@@ -720,14 +726,7 @@ func (b *Backpack) appendLinesLocked(lines [][]byte, evs []*bplog.Event) error {
 			return err
 		}
 	}
-	if b.pending != nil {
-		b.pending.start() // decoded while the lines are written
-	}
 	if err := b.app.Write(lines...); err != nil {
-		return err
-	}
-	st, err := b.stateLocked()
-	if err != nil {
 		return err
 	}
 	// The log's fsync runs while the derived files are rebuilt and their
