@@ -792,24 +792,6 @@ func (b *Backpack) reloadAfterFailureLocked(cause error) error {
 type pendingState struct {
 	data []byte
 	tail []canon.Value
-	once sync.Once
-	done chan struct{}
-	st   *reducer.State
-	err  error
-}
-
-func newPendingState(data []byte) *pendingState {
-	return &pendingState{data: data, done: make(chan struct{})}
-}
-
-// start decodes the state on another goroutine, once.
-func (p *pendingState) start() {
-	p.once.Do(func() {
-		go func() {
-			defer close(p.done)
-			p.st, p.err = decodeReducer(p.data)
-		}()
-	})
 }
 
 // stateLocked returns the reducer state, decoding a deferred one first
@@ -817,16 +799,15 @@ func (p *pendingState) start() {
 func (b *Backpack) stateLocked() (*reducer.State, error) {
 	if p := b.pending; p != nil {
 		t0 := time.Now()
-		p.start()
-		defer func() { b.log.Debug("state: decoded from the cache when first needed", "took", time.Since(t0)) }()
-		<-p.done
-		if p.err != nil {
-			return nil, fmt.Errorf("store: state cache: %w (remove %s to replay the log)", p.err, CachePath)
+		st, err := decodeReducer(p.data)
+		if err != nil {
+			return nil, fmt.Errorf("store: state cache: %w (remove %s to replay the log)", err, CachePath)
 		}
 		for _, v := range p.tail {
-			p.st.Apply(v)
+			st.Apply(v)
 		}
-		b.state, b.pending = p.st, nil
+		b.state, b.pending = st, nil
+		b.log.Debug("state: decoded from the cache when first needed", "took", time.Since(t0))
 		if err := b.publishLocked(); err != nil {
 			return nil, err
 		}

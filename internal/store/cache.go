@@ -187,7 +187,7 @@ func (b *Backpack) prefixMatches(f *os.File, c *cacheFile, p *prefixHash) (bool,
 func (b *Backpack) applyCache(c *cacheFile) {
 	b.state, b.pending = c.state, nil
 	if c.state == nil {
-		b.pending = newPendingState(c.stateData)
+		b.pending = &pendingState{data: c.stateData}
 	}
 	b.heads = c.heads
 	b.badLines = c.bad

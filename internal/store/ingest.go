@@ -136,6 +136,7 @@ func (x *logIndex) holdsLine(line []byte) int {
 	if !ok {
 		return -1
 	}
+	// The id first: a line the index does not hold costs no hash.
 	if i, ok := x.byID[string(id)]; ok && x.hashes[i] == sha256.Sum256(line) {
 		return i
 	}
