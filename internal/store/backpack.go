@@ -143,6 +143,8 @@ type Backpack struct {
 	// end of the log, so that a merge that reorders only the log's recent
 	// tail replays from there instead of from the start (nil: none).
 	base *baseState
+	// cacheSumNote is cache.sum as last read or written.
+	cacheSumNote []byte
 	// tailKeyEvents are the KEY_PROMOTION events read from the log past
 	// the state cache, for catchUpKeysLocked.
 	tailKeyEvents []*bplog.Event
@@ -201,14 +203,12 @@ func Open(ctx context.Context, dir string, opts Options) (*Backpack, error) {
 			b.Close()
 			return nil, err
 		}
-		noted := b.loadCacheSum()
+		b.loadCacheSum()
 		if err := b.refreshDerivedIfStale(); err != nil {
 			b.Close()
 			return nil, err
 		}
-		if !noted {
-			b.noteCacheSum()
-		}
+		b.noteCacheSum()
 	}
 	if err := b.publishLocked(); err != nil {
 		b.Close()

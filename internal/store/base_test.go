@@ -100,6 +100,12 @@ func TestRewriteReplaysFromSnapshot(t *testing.T) {
 	// process, uses it again.
 	appendBatch(t, a, key, "north", 10, ca)
 	appendBatch(t, b, key, "south", 10, cb)
+	basePath := filepath.Join(a, store.CacheBasePath)
+	baseBefore, err := os.Stat(basePath)
+	if err != nil {
+		t.Fatalf("no snapshot file: %v", err)
+	}
+	baseData := mustRead(t, basePath)
 	before := store.BaseReplays()
 	bp, err := store.Open(context.Background(), a, store.Options{KeyFile: key, Now: clock()})
 	if err != nil {
@@ -117,6 +123,11 @@ func TestRewriteReplaysFromSnapshot(t *testing.T) {
 	if want := replayHash(t, a); got != want {
 		t.Fatalf("state after second merge %s, replay from scratch %s", got, want)
 	}
+	// The merge changed the log after the snapshot, so the snapshot's
+	// file was left as it was: not written again.
+	if fi, err := os.Stat(basePath); err != nil || !os.SameFile(fi, baseBefore) || !fi.ModTime().Equal(baseBefore.ModTime()) || mustRead(t, basePath) != baseData {
+		t.Fatalf("the snapshot file was rewritten by a merge after it (%v)", err)
+	}
 	mustVerify(t, a)
 }
 
@@ -128,8 +139,7 @@ func TestDamagedSnapshotNotUsed(t *testing.T) {
 	a, b, key, ca, cb := divergedReplicas(t)
 	// Open and close a without a cache: a replay that takes the
 	// snapshot near the end, kept in the cache at close.
-	cachePath := filepath.Join(a, store.CachePath)
-	if err := os.Remove(cachePath); err != nil && !os.IsNotExist(err) {
+	if err := os.Remove(filepath.Join(a, store.CachePath)); err != nil && !os.IsNotExist(err) {
 		t.Fatal(err)
 	}
 	bp, err := store.Open(context.Background(), a, store.Options{KeyFile: key, Now: clock()})
@@ -140,22 +150,20 @@ func TestDamagedSnapshotNotUsed(t *testing.T) {
 		t.Fatal("no base snapshot")
 	}
 	bp.Close()
-	// The snapshot is the cache's last section: damage its last byte.
-	data, err := os.ReadFile(cachePath)
+	// The snapshot is its own file: damage it.
+	basePath := filepath.Join(a, store.CacheBasePath)
+	data, err := os.ReadFile(basePath)
 	if err != nil {
-		t.Fatal(err)
+		t.Fatalf("the cache keeps no separate snapshot file: %v", err)
 	}
-	if !bytes.Contains(data[:bytes.IndexByte(data[9:], '\n')+9], []byte(`"base_bytes":`)) || bytes.Contains(data[:200], []byte(`"base_bytes":0`)) {
-		t.Fatalf("the cache keeps no separate snapshot section: %q", data[:400])
-	}
-	// A subject renamed in place: the cache's digest of the section and
+	// A subject renamed in place: the cache's digest of the file and
 	// the reducer encoding's own checksum both catch it.
 	at := bytes.LastIndex(data, []byte("north_site"))
-	if at < 0 || at < len(data)/2 {
-		t.Fatal("no subject to damage in the snapshot section")
+	if at < 0 {
+		t.Fatal("no subject to damage in the snapshot file")
 	}
 	data[at+len("north_site")-1] = 'f'
-	if err := os.WriteFile(cachePath, data, 0o644); err != nil {
+	if err := os.WriteFile(basePath, data, 0o644); err != nil {
 		t.Fatal(err)
 	}
 	for _, deferState := range []bool{false, true} {
@@ -186,4 +194,110 @@ func TestDamagedSnapshotNotUsed(t *testing.T) {
 			t.Fatalf("after the damage the rewritten cache's snapshot was not used (%d)", store.BaseReplays()-before)
 		}
 	}
+}
+
+// TestCacheFilesOutOfStep: a crash between the renames of a cache write
+// can leave a header that names other index and snapshot files than the
+// ones on disk. Those files are then not used: the state is still the
+// replay's, a merge still finds what it holds (the index is rebuilt from
+// the log), and a writer's next open leaves a backpack that verifies.
+func TestCacheFilesOutOfStep(t *testing.T) {
+	defer store.SetMinBaseBytes(16 << 10)()
+	a, b, key, ca, _ := divergedReplicas(t)
+	// A cache with its own snapshot and index.
+	if err := os.Remove(filepath.Join(a, store.CachePath)); err != nil && !os.IsNotExist(err) {
+		t.Fatal(err)
+	}
+	bp, err := store.Open(context.Background(), a, store.Options{KeyFile: key, Now: clock()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	bp.Close()
+	oldHeader := mustRead(t, filepath.Join(a, store.CachePath))
+	// The next cache write moves everything on: the log grows, and a
+	// replay takes a new snapshot near its new end.
+	appendBatch(t, a, key, "north", 1000, ca)
+	if err := os.Remove(filepath.Join(a, store.CachePath)); err != nil && !os.IsNotExist(err) {
+		t.Fatal(err)
+	}
+	bp, err = store.Open(context.Background(), a, store.Options{KeyFile: key, Now: clock()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	bp.Close()
+	if _, err := os.Stat(filepath.Join(a, store.CacheBasePath)); err != nil {
+		t.Fatalf("no snapshot file after the replay: %v", err)
+	}
+	if mustRead(t, filepath.Join(a, store.CachePath)) == oldHeader {
+		t.Fatal("the cache was not rewritten")
+	}
+	// The crash: the new index and snapshot files are in place, the
+	// header's file is the old one.
+	if err := os.WriteFile(filepath.Join(a, store.CachePath), []byte(oldHeader), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	want := replayHash(t, a)
+	r, err := store.Open(context.Background(), a, store.Options{ReadOnly: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := stateHash(t, r); got != want {
+		t.Fatalf("state with cache files out of step %s, replay %s", got, want)
+	}
+	r.Close()
+	bp, err = store.Open(context.Background(), a, store.Options{KeyFile: key, Now: clock()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := bp.Ingest(context.Background(), logLinesOf(t, b), "other replica")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(res.Applied) != 30 {
+		t.Fatalf("merge applied %d events, want the other replica's 30", len(res.Applied))
+	}
+	got, _ := bp.StateHash()
+	bp.Close()
+	if want := replayHash(t, a); got != want {
+		t.Fatalf("state after merge %s, replay %s", got, want)
+	}
+	mustVerify(t, a)
+}
+
+// TestSwappedSnapshotNotUsed: a snapshot file that decodes cleanly but is
+// not the one the header names (here: the main state, taken at the end of
+// the log) is caught by its digest, not replayed from.
+func TestSwappedSnapshotNotUsed(t *testing.T) {
+	defer store.SetMinBaseBytes(16 << 10)()
+	a, b, key, _, _ := divergedReplicas(t)
+	if err := os.Remove(filepath.Join(a, store.CachePath)); err != nil && !os.IsNotExist(err) {
+		t.Fatal(err)
+	}
+	bp, err := store.Open(context.Background(), a, store.Options{KeyFile: key, Now: clock()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	bp.Close()
+	main := []byte(mustRead(t, filepath.Join(a, store.CachePath)))
+	main = main[bytes.IndexByte(main[len("BPCACHE2\n"):], '\n')+len("BPCACHE2\n")+1:]
+	if err := os.WriteFile(filepath.Join(a, store.CacheBasePath), main, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	before := store.BaseReplays()
+	bp, err = store.Open(context.Background(), a, store.Options{KeyFile: key, Now: clock()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := bp.Ingest(context.Background(), logLinesOf(t, b), "other replica"); err != nil {
+		t.Fatal(err)
+	}
+	got, _ := bp.StateHash()
+	bp.Close()
+	if store.BaseReplays() != before {
+		t.Error("replayed from a snapshot file the header does not name")
+	}
+	if want := replayHash(t, a); got != want {
+		t.Fatalf("state after merge %s, replay %s", got, want)
+	}
+	mustVerify(t, a)
 }

@@ -11,6 +11,8 @@ import (
 	"io"
 	"math"
 	"os"
+	"path/filepath"
+	"syscall"
 
 	"github.com/backpack-field/backpack/internal/canon"
 	bplog "github.com/backpack-field/backpack/log"
@@ -18,18 +20,28 @@ import (
 	"github.com/backpack-field/backpack/reducer"
 )
 
-// The state cache (state/backpack_cache.bin) lets a large backpack open
-// without replaying its log. It records the reducer state with its full
-// evidence index (so that resuming is exact, unlike the reference's
-// checkpoint resume), the actors' heads, and how far into the log it
-// reaches together with the SHA-256 of that prefix. It is used only when
-// the log still starts with exactly that prefix; the events after it are
-// then replayed. Any mismatch, version change or damage means a replay.
+// The state cache lets a large backpack open without replaying its log.
+// It records the reducer state with its full evidence index (so that
+// resuming is exact, unlike the reference's checkpoint resume), the
+// actors' heads, and how far into the log it reaches together with the
+// SHA-256 of that prefix. It is used only when the log still starts with
+// exactly that prefix; the events after it are then replayed. Any
+// mismatch, version change or damage means a replay.
 //
-// Layout: "BPCACHE1\n", one canonical-JSON header line, then the reducer
-// state in the reducer's cache encoding (reducer_bytes long, SHA-256
-// reducer_sha256).
-const cacheMagic = "BPCACHE1\n"
+// It is three files, so that a merge rewrites only what changed:
+//   - state/backpack_cache.bin: "BPCACHE2\n", one canonical-JSON header
+//     line, then the reducer state in the reducer's cache encoding
+//     (reducer_bytes long, SHA-256 reducer_sha256);
+//   - state/backpack_index.bin: the log index (index_bytes long, SHA-256
+//     index_sha256), written while the state is still being computed;
+//   - state/backpack_base.bin: the base snapshot (base_bytes long,
+//     SHA-256 base_sha256), absent when it is the main state. A merge
+//     that reorders the log's tail after it leaves it as it is.
+//
+// The header is written last: a crash between the files leaves a header
+// whose digests do not match the other files, which are then not used
+// (the index is rebuilt from the log, the snapshot dropped).
+const cacheMagic = "BPCACHE2\n"
 
 const maxCacheHeader = 64 << 20
 
@@ -47,7 +59,8 @@ type cacheFile struct {
 
 // readCache reads and checks the state cache. onHeader, when set, hears
 // the log offset the cache covers as soon as the header is read, so that
-// the caller can check the log's prefix while the rest decodes.
+// the caller can check the log's prefix while the rest decodes. The base
+// snapshot's file is read when the snapshot is first needed.
 func (b *Backpack) readCache(onHeader func(offset int64)) (*cacheFile, error) {
 	data, err := os.ReadFile(b.path(CachePath))
 	if err != nil {
@@ -74,28 +87,33 @@ func (b *Backpack) readCache(onHeader func(offset int64)) (*cacheFile, error) {
 	n, _ := h.Field("reducer_bytes").Int64()
 	ni, _ := h.Field("index_bytes").Int64()
 	nb, _ := h.Field("base_bytes").Int64()
-	if n < 0 || ni < 0 || nb < 0 || n+ni+nb != int64(len(body)) {
+	if n < 0 || ni < 0 || nb < 0 || n != int64(len(body)) {
 		return nil, errors.New("store: state cache: truncated")
 	}
-	baseData := body[n+ni:]
-	idx := body[n : n+ni]
-	body = body[:n]
-	sum := sha256.Sum256(body)
-	if hex.EncodeToString(sum[:]) != h.Field("reducer_sha256").Str() {
-		return nil, errors.New("store: state cache: checksum mismatch")
-	}
-	// The index decodes on another core while the reducer state does.
+	// The index is read, checked and decoded on another core while the
+	// reducer state is. An index that does not match the header is not
+	// used: it is rebuilt from the log when needed.
 	var x *logIndex
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		if ni > 0 {
-			isum := sha256.Sum256(idx)
-			if hex.EncodeToString(isum[:]) == h.Field("index_sha256").Str() {
-				x, _ = decodeIndex(idx)
-			}
+		if ni == 0 {
+			return
+		}
+		idx, err := readSized(b.path(CacheIndexPath), ni)
+		if err != nil {
+			return
+		}
+		isum := sha256.Sum256(idx)
+		if hex.EncodeToString(isum[:]) == h.Field("index_sha256").Str() {
+			x, _ = decodeIndex(idx)
 		}
 	}()
+	sum := sha256.Sum256(body)
+	if hex.EncodeToString(sum[:]) != h.Field("reducer_sha256").Str() {
+		<-done
+		return nil, errors.New("store: state cache: checksum mismatch")
+	}
 	var st *reducer.State
 	if !b.opts.DeferState {
 		st, err = decodeReducer(body)
@@ -110,8 +128,8 @@ func (b *Backpack) readCache(onHeader func(offset int64)) (*cacheFile, error) {
 		c.stateData = body
 	}
 	c.index = x
-	// The base snapshot: its own bytes, or (base_bytes 0) the main
-	// state's when it was taken at the cache's end.
+	// The base snapshot: its own file, or (base_bytes 0) the main state
+	// when it was taken at the cache's end.
 	if bo, ok := h.Field("base_offset").Int64(); ok && bo >= 0 && bo <= c.offset {
 		bl, _ := h.Field("base_lines").Int64()
 		be, _ := h.Field("base_entries").Int64()
@@ -120,11 +138,54 @@ func (b *Backpack) readCache(onHeader func(offset int64)) (*cacheFile, error) {
 		case nb == 0 && bo == c.offset:
 			c.base = &baseState{offset: bo, lines: int(bl), entries: int(be), data: bytes.Clone(body)}
 		case nb > 0 && werr == nil && len(want) == sha256.Size:
-			// Its digest is checked when it is first used (intact).
-			c.base = &baseState{offset: bo, lines: int(bl), entries: int(be), data: bytes.Clone(baseData), want: want}
+			// Read and checked against its digest when first used
+			// (intact).
+			c.base = &baseState{offset: bo, lines: int(bl), entries: int(be), file: b.path(CacheBasePath), size: nb, want: want}
+			c.base.stored, _ = statID(c.base.file)
 		}
 	}
 	return c, nil
+}
+
+// readSized reads the file at path, which must be exactly n bytes long.
+func readSized(path string, n int64) ([]byte, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return nil, err
+	}
+	if fi.Size() != n {
+		return nil, fmt.Errorf("store: %s: %d bytes, want %d", filepath.Base(path), fi.Size(), n)
+	}
+	data := make([]byte, n)
+	if _, err := io.ReadFull(f, data); err != nil {
+		return nil, err
+	}
+	return data, nil
+}
+
+// fileID identifies a file's contents the way a stat cache does: device,
+// inode, size and modification time.
+type fileID struct {
+	dev, ino uint64
+	size     int64
+	mtime    int64
+}
+
+func statID(path string) (fileID, bool) {
+	fi, err := os.Stat(path)
+	if err != nil {
+		return fileID{}, false
+	}
+	id := fileID{size: fi.Size(), mtime: fi.ModTime().UnixNano()}
+	if st, ok := fi.Sys().(*syscall.Stat_t); ok {
+		id.dev, id.ino = uint64(st.Dev), st.Ino
+	}
+	return id, true
 }
 
 // prefixHash is the running hash of a log's first offset bytes, computed
@@ -205,35 +266,93 @@ func (b *Backpack) applyCache(c *cacheFile) {
 
 // writeCacheLocked writes the state cache for the log as it is now.
 func (b *Backpack) writeCacheLocked() error {
-	data, err := b.encodeCacheLocked()
+	cw, err := b.stageCacheLocked(nil)
 	if err != nil {
 		return err
 	}
-	return b.installCacheLocked(data)
+	return b.commitCacheLocked(cw)
 }
 
-// encodeCacheLocked returns the state cache's bytes for the log as it is
-// now.
-func (b *Backpack) encodeCacheLocked() ([]byte, error) {
-	x, err := b.indexLocked(context.Background())
+// indexStage is the log index being encoded and written to a synced temp
+// file on another goroutine (stageIndex).
+type indexStage struct {
+	done chan struct{}
+	size int64
+	sum  [32]byte // of the encoding, which is the whole file
+	tmp  string
+	err  error
+}
+
+// stageIndex starts writing x's encoding beside the index file. It only
+// reads x's arrays, which nothing changes while the writer lock is held
+// and no event is added.
+func (b *Backpack) stageIndex(x *logIndex) *indexStage {
+	s := &indexStage{done: make(chan struct{})}
+	go func() {
+		defer close(s.done)
+		data := x.encode()
+		s.size = int64(len(data))
+		s.sum = sha256.Sum256(data)
+		s.tmp, s.err = stageTemp(b.path(CacheIndexPath), 0o644, data)
+	}()
+	return s
+}
+
+// cacheWrite is a state cache staged in synced temp files, to be renamed
+// into place by commitCacheLocked (or dropped by discard).
+type cacheWrite struct {
+	parts      []cachePart // in commit order: the header's file last
+	removeBase bool        // no base file goes with this cache
+	base       *baseState  // the snapshot the cache names, if any
+}
+
+type cachePart struct {
+	rel string
+	tmp string
+	sum merkle.Hash // of the whole file, for the manifest
+}
+
+// discard removes the temp files of a cache that is not committed.
+func (cw *cacheWrite) discard() {
+	if cw == nil {
+		return
+	}
+	for _, p := range cw.parts {
+		os.Remove(p.tmp)
+	}
+}
+
+// stageCacheLocked writes the state cache for the log as it is now to
+// synced temp files. ix, when set, is the index already being staged
+// (the rewrite starts it before the state is computed).
+func (b *Backpack) stageCacheLocked(ix *indexStage) (_ *cacheWrite, err error) {
+	if err := os.MkdirAll(b.path("state"), 0o755); err != nil {
+		return nil, err
+	}
+	if ix == nil {
+		x := b.index
+		if x == nil {
+			if x, err = b.indexLocked(context.Background()); err != nil {
+				return nil, err
+			}
+		}
+		ix = b.stageIndex(x)
+	}
+	cw := &cacheWrite{}
+	defer func() {
+		<-ix.done
+		if ix.tmp != "" && (err != nil || ix.err != nil) {
+			os.Remove(ix.tmp)
+		}
+		if err != nil {
+			cw.discard()
+		}
+	}()
+	st, err := b.stateLocked()
 	if err != nil {
 		return nil, err
 	}
-	// The reducer state and the index encode on two cores.
-	var idx []byte
-	var isum [32]byte
-	done := make(chan struct{})
-	go func() {
-		idx = x.encode()
-		isum = sha256.Sum256(idx)
-		close(done)
-	}()
-	st, err := b.stateLocked()
-	var body []byte
-	if err == nil {
-		body, err = st.MarshalBinary()
-	}
-	<-done
+	body, err := st.MarshalBinary()
 	if err != nil {
 		return nil, err
 	}
@@ -242,90 +361,139 @@ func (b *Backpack) encodeCacheLocked() ([]byte, error) {
 		// The snapshot fell far behind: take it here, at the end.
 		b.base = &baseState{offset: b.logSize, lines: b.lines, entries: b.entries, data: body}
 	}
-	h := b.resumeInfoLocked().
-		With("version", canon.IntValue(1)).
-		With("reducer_bytes", canon.IntValue(int64(len(body)))).
-		With("reducer_sha256", canon.StringValue(hex.EncodeToString(sum[:]))).
-		With("index_bytes", canon.IntValue(int64(len(idx)))).
-		With("index_sha256", canon.StringValue(hex.EncodeToString(isum[:])))
-	if bs := b.base; bs != nil && bs.want != nil && !bs.intact() {
+	if bs := b.base; bs != nil && bs.data != nil && bs.want != nil && !bs.intact() {
 		b.log.Warn("state snapshot in the cache is damaged; dropped")
 		b.base = nil
 	}
-	var baseData []byte
+	// The base snapshot's file is written only when it does not already
+	// hold this snapshot.
+	var basePart *cachePart
+	cw.removeBase = true
 	if bs := b.base; bs != nil && bs.offset <= b.logSize {
+		cw.base = bs
 		if bs.offset < b.logSize {
-			baseData = bs.data
-		}
-		bsum := sha256.Sum256(nil)
-		if baseData != nil {
-			if bs.sum == nil {
-				sum := sha256.Sum256(bs.data)
-				bs.sum = sum[:]
+			cw.removeBase = false
+			basePart, err = b.stageBaseLocked(bs)
+			if err != nil {
+				return nil, err
 			}
-			copy(bsum[:], bs.sum)
+			if b.base == nil {
+				cw.base, cw.removeBase = nil, true
+			}
+		}
+	}
+	<-ix.done
+	if ix.err != nil {
+		if basePart != nil {
+			os.Remove(basePart.tmp)
+		}
+		return nil, ix.err
+	}
+	cw.parts = append(cw.parts, cachePart{rel: CacheIndexPath, tmp: ix.tmp, sum: merkle.Hash(ix.sum)})
+	if basePart != nil {
+		cw.parts = append(cw.parts, *basePart)
+	}
+	h := b.resumeInfoLocked().
+		With("version", canon.IntValue(2)).
+		With("reducer_bytes", canon.IntValue(int64(len(body)))).
+		With("reducer_sha256", canon.StringValue(hex.EncodeToString(sum[:]))).
+		With("index_bytes", canon.IntValue(ix.size)).
+		With("index_sha256", canon.StringValue(hex.EncodeToString(ix.sum[:])))
+	if bs := cw.base; bs != nil {
+		bsum := sha256.Sum256(nil)
+		var n int64
+		if !cw.removeBase {
+			if bs.sum != nil {
+				copy(bsum[:], bs.sum)
+			} else {
+				copy(bsum[:], bs.want) // its file, not read, holds it
+			}
+			n = bs.size
+			if bs.data != nil {
+				n = int64(len(bs.data))
+			}
 		}
 		h = h.With("base_offset", canon.IntValue(bs.offset)).
 			With("base_lines", canon.IntValue(int64(bs.lines))).
 			With("base_entries", canon.IntValue(int64(bs.entries))).
-			With("base_bytes", canon.IntValue(int64(len(baseData)))).
+			With("base_bytes", canon.IntValue(n)).
 			With("base_sha256", canon.StringValue(hex.EncodeToString(bsum[:])))
 	}
 	hdr, err := canon.Encode(h)
 	if err != nil {
 		return nil, err
 	}
-	data := make([]byte, 0, len(cacheMagic)+len(hdr)+1+len(body)+len(idx)+len(baseData))
-	data = append(data, cacheMagic...)
-	data = append(data, hdr...)
-	data = append(data, '\n')
-	data = append(data, body...)
-	data = append(data, idx...)
-	data = append(data, baseData...)
-	return data, nil
-}
-
-// installCacheLocked writes the state cache encodeCacheLocked made.
-func (b *Backpack) installCacheLocked(data []byte) error {
-	st, err := b.stageCache(data)
-	if err != nil {
-		return err
-	}
-	return b.commitCacheLocked(st)
-}
-
-// stagedCache is a state cache written to a temp file, with its digest.
-type stagedCache struct {
-	commit func() error
-	sum    merkle.Hash
-}
-
-// stageCache writes the cache's bytes to a synced temp file (it touches
-// nothing the lock guards, so it may run beside other work) while it
-// hashes them for the manifest on another core; commitCacheLocked puts it
-// in place.
-func (b *Backpack) stageCache(data []byte) (*stagedCache, error) {
-	if err := os.MkdirAll(b.path("state"), 0o755); err != nil {
-		return nil, err
-	}
+	head := make([]byte, 0, len(cacheMagic)+len(hdr)+1)
+	head = append(append(append(head, cacheMagic...), hdr...), '\n')
+	// The file is hashed for the manifest on another core while it is
+	// written.
 	summed := make(chan merkle.Hash, 1)
-	go func() { summed <- merkle.Sum(data) }()
-	commit, err := stageFile(b.path(CachePath), data, 0o644)
-	sum := <-summed
+	go func() {
+		d := sha256.New()
+		d.Write(head)
+		d.Write(body)
+		summed <- merkle.Hash(d.Sum(nil))
+	}()
+	tmp, err := stageTemp(b.path(CachePath), 0o644, head, body)
+	fsum := <-summed
 	if err != nil {
 		return nil, err
 	}
-	return &stagedCache{commit: commit, sum: sum}, nil
+	cw.parts = append(cw.parts, cachePart{rel: CachePath, tmp: tmp, sum: fsum})
+	return cw, nil
 }
 
-// commitCacheLocked puts a staged cache in place.
-func (b *Backpack) commitCacheLocked(st *stagedCache) error {
-	if err := st.commit(); err != nil {
+// stageBaseLocked writes the base snapshot bs to a synced temp file beside
+// the base file, unless that file still holds it (nil then). A snapshot
+// never read whose file changed since is dropped (b.base nil).
+func (b *Backpack) stageBaseLocked(bs *baseState) (*cachePart, error) {
+	id, ok := statID(b.path(CacheBasePath))
+	if ok && bs.stored != (fileID{}) && id == bs.stored {
+		return nil, nil
+	}
+	if bs.data == nil {
+		if bs.intact() {
+			bs.stored = id
+			return nil, nil
+		}
+		b.log.Warn("state snapshot file changed; dropped")
+		b.base = nil
+		return nil, nil
+	}
+	bs.sumData()
+	tmp, err := stageTemp(b.path(CacheBasePath), 0o644, bs.data)
+	if err != nil {
+		return nil, err
+	}
+	return &cachePart{rel: CacheBasePath, tmp: tmp, sum: merkle.Hash(bs.sum)}, nil
+}
+
+// commitCacheLocked puts a staged cache in place: the index and base
+// files first, the header's file last.
+func (b *Backpack) commitCacheLocked(cw *cacheWrite) error {
+	for i, p := range cw.parts {
+		if err := os.Rename(p.tmp, b.path(p.rel)); err != nil {
+			for _, q := range cw.parts[i:] {
+				os.Remove(q.tmp)
+			}
+			return err
+		}
+	}
+	if cw.removeBase {
+		if err := os.Remove(b.path(CacheBasePath)); err != nil && !errors.Is(err, os.ErrNotExist) {
+			b.log.Debug("old state snapshot file not removed", "err", err)
+		}
+	}
+	if err := syncDir(b.path("state")); err != nil {
 		return err
 	}
-	if k, ok := b.files.remember(b.path(CachePath), CachePath, st.sum); ok {
-		b.saveCacheSum(k, st.sum)
+	for _, p := range cw.parts {
+		b.files.remember(b.path(p.rel), p.rel, p.sum)
 	}
+	if cw.base != nil && !cw.removeBase {
+		cw.base.stored, _ = statID(b.path(CacheBasePath))
+	}
+	b.noteCacheSum()
 	b.cacheSize = b.logSize
 	b.sinceCache = 0
 	b.indexScanned = false
@@ -420,19 +588,36 @@ func decodeReducer(b []byte) (*reducer.State, error) {
 type baseState struct {
 	offset         int64
 	lines, entries int
-	data           []byte
+	data           []byte // nil until read from file
+	file           string // where data is read from when nil
+	size           int64  // the file's size as the cache names it
 	sum            []byte // SHA-256 of data, once computed (nil: not yet)
 	want           []byte // SHA-256 the cache named for it, not checked yet (nil: none)
+	stored         fileID // the base file when it was known to hold this snapshot
 }
 
-// intact computes the snapshot's digest (once) and reports whether it is
-// the one the cache named.
+// intact reads the snapshot from its file if it was not yet, computes its
+// digest (once) and reports whether it is the one the cache named.
 func (bs *baseState) intact() bool {
+	if bs.data == nil {
+		if bs.file == "" {
+			return false
+		}
+		d, err := readSized(bs.file, bs.size)
+		if err != nil {
+			return false
+		}
+		bs.data = d
+	}
+	bs.sumData()
+	return bs.want == nil || bytes.Equal(bs.sum, bs.want)
+}
+
+func (bs *baseState) sumData() {
 	if bs.sum == nil {
 		s := sha256.Sum256(bs.data)
 		bs.sum = s[:]
 	}
-	return bs.want == nil || bytes.Equal(bs.sum, bs.want)
 }
 
 // A merge that must put new events before existing lines replays the

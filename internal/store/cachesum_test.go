@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"os"
 	"path/filepath"
 	"testing"
@@ -14,17 +15,17 @@ import (
 	"github.com/backpack-field/backpack/internal/store"
 )
 
-type cacheSum struct {
+type cacheSumEntry struct {
 	Path    string `json:"path"`
 	Size    int64  `json:"size"`
 	MtimeNS int64  `json:"mtime_ns"`
 	SHA256  string `json:"sha256"`
 }
 
-// TestCacheSum: a writer that writes the state cache notes its digest in
-// the device directory; a later open takes the note only while the file
-// has the size and time it names, so a changed cache still reaches the
-// manifest.
+// TestCacheSum: a writer that writes the state cache notes its files'
+// digests in the device directory; a later open takes a note only while
+// its file has the size and time it names, so a changed cache file still
+// reaches the manifest.
 func TestCacheSum(t *testing.T) {
 	dir, res := newBackpack(t)
 	bp, err := store.Open(context.Background(), dir, store.Options{KeyFile: res.KeyFile, Now: clock()})
@@ -45,52 +46,77 @@ func TestCacheSum(t *testing.T) {
 		t.Fatal(err)
 	}
 	notePath := filepath.Join(dev, "cache.sum")
-	cachePath := filepath.Join(dir, store.CachePath)
-	readNote := func() cacheSum {
+	readNote := func() map[string]cacheSumEntry {
 		t.Helper()
 		data, err := os.ReadFile(notePath)
 		if err != nil {
 			t.Fatal(err)
 		}
-		var n cacheSum
+		var n struct {
+			Files []cacheSumEntry `json:"files"`
+		}
 		if err := json.Unmarshal(data, &n); err != nil {
 			t.Fatal(err)
 		}
-		return n
+		m := map[string]cacheSumEntry{}
+		for _, e := range n.Files {
+			m[e.Path] = e
+		}
+		return m
 	}
-	data, err := os.ReadFile(cachePath)
-	if err != nil {
-		t.Fatal(err)
+	// Every cache file there is, and only those, is noted as it is.
+	checkNote := func(when string) {
+		t.Helper()
+		note := readNote()
+		for _, rel := range []string{store.CachePath, store.CacheIndexPath, store.CacheBasePath} {
+			data, err := os.ReadFile(filepath.Join(dir, rel))
+			if errors.Is(err, os.ErrNotExist) {
+				if _, ok := note[rel]; ok {
+					t.Errorf("%s: cache.sum notes %s, which does not exist", when, rel)
+				}
+				continue
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			fi, _ := os.Stat(filepath.Join(dir, rel))
+			sum := sha256.Sum256(data)
+			if n, ok := note[rel]; !ok || n.Size != fi.Size() || n.MtimeNS != fi.ModTime().UnixNano() || n.SHA256 != hex.EncodeToString(sum[:]) {
+				t.Errorf("%s: cache.sum %+v does not describe %s (size %d, sha256 %x)", when, n, rel, fi.Size(), sum)
+			}
+		}
 	}
-	fi, _ := os.Stat(cachePath)
-	sum := sha256.Sum256(data)
-	if n := readNote(); n.Path != store.CachePath || n.Size != fi.Size() || n.MtimeNS != fi.ModTime().UnixNano() || n.SHA256 != hex.EncodeToString(sum[:]) {
-		t.Fatalf("cache.sum %+v does not describe the cache (size %d, sha256 %x)", n, fi.Size(), sum)
+	if _, ok := readNote()[store.CacheIndexPath]; !ok {
+		t.Fatal("cache.sum notes no index file")
 	}
+	checkNote("after the writer's close")
 	mustVerify(t, dir)
 
-	// A note whose time no longer matches is passed over: a cache
+	// A note whose time no longer matches is passed over: a cache file
 	// changed behind the store's back (here: same size, other bytes)
 	// is hashed again and the manifest rebuilt.
-	other := append([]byte(nil), data...)
-	other[len(other)-1] ^= 0xff
-	if err := os.WriteFile(cachePath, other, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	later := fi.ModTime().Add(time.Second)
-	if err := os.Chtimes(cachePath, later, later); err != nil {
-		t.Fatal(err)
-	}
-	bp, err = store.Open(context.Background(), dir, store.Options{KeyFile: res.KeyFile, Now: clock()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	bp.Close()
-	rep := mustVerify(t, dir) // the manifest covers the cache as it is now
-	_ = rep
-	sum = sha256.Sum256(other)
-	if n := readNote(); n.SHA256 != hex.EncodeToString(sum[:]) || n.MtimeNS != later.UnixNano() {
-		t.Fatalf("cache.sum not brought up to date after the open hashed the cache: %+v", n)
+	for _, rel := range []string{store.CachePath, store.CacheIndexPath} {
+		path := filepath.Join(dir, rel)
+		data, err := os.ReadFile(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		fi, _ := os.Stat(path)
+		data[len(data)-1] ^= 0xff
+		if err := os.WriteFile(path, data, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		later := fi.ModTime().Add(time.Second)
+		if err := os.Chtimes(path, later, later); err != nil {
+			t.Fatal(err)
+		}
+		bp, err = store.Open(context.Background(), dir, store.Options{KeyFile: res.KeyFile, Now: clock()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		bp.Close()
+		mustVerify(t, dir) // the manifest covers the file as it is now
+		checkNote("after " + rel + " changed")
 	}
 }
 

@@ -1,9 +1,11 @@
 package store
 
 import (
+	"bytes"
 	"encoding/hex"
 	"os"
 	"path/filepath"
+	"slices"
 	"time"
 
 	"github.com/backpack-field/backpack/internal/canon"
@@ -34,76 +36,98 @@ func (c *fileCache) remember(abs, rel string, h merkle.Hash) (merkle.CacheKey, b
 	return k, true
 }
 
-// The state cache is the largest file the manifest covers after the log,
-// and a writer's open checks the manifest: so that it need not hash the
-// cache again, the store notes the cache's digest with its size and
-// modification time in the device directory (cache.sum), as it noted it
-// in memory, and a later open takes it when the file still has that size
-// and time. Like any such stat cache it trusts that a file with the same
-// size and time has the same bytes; `backpack verify` hashes everything.
+// The state cache's files are the largest the manifest covers after the
+// log, and a writer's open checks the manifest: so that it need not hash
+// them again, the store notes their digests with their sizes and
+// modification times in the device directory (cache.sum), as it noted
+// them in memory, and a later open takes each digest whose file still has
+// that size and time. Like any such stat cache it trusts that a file with
+// the same size and time has the same bytes; `backpack verify` hashes
+// everything.
 const cacheSumName = "cache.sum"
 
-// noteCacheSum writes cache.sum for the state cache file as the last
-// manifest build hashed it, if it did.
-func (b *Backpack) noteCacheSum() {
-	fi, err := os.Stat(b.path(CachePath))
-	if err != nil {
-		return
-	}
-	k := merkle.CacheKey{Path: CachePath, Size: fi.Size(), ModTime: fi.ModTime()}
-	if h, ok := b.files.seen.Lookup(k); ok {
-		b.saveCacheSum(k, h)
-	}
-}
+const maxCacheSum = 16 << 10
 
-// saveCacheSum writes cache.sum for the cache file's key and digest.
-func (b *Backpack) saveCacheSum(k merkle.CacheKey, h merkle.Hash) {
+// cacheFiles are the state cache's files, relative to the backpack.
+var cacheFiles = []string{CachePath, CacheIndexPath, CacheBasePath}
+
+// noteCacheSum writes cache.sum for the state cache files whose digests
+// the file cache knows (the last manifest build hashed them, or the store
+// wrote them), unless it already says exactly that.
+func (b *Backpack) noteCacheSum() {
 	dev, err := DeviceDir(b.uid, b.dir)
 	if err != nil {
 		return
+	}
+	var files []canon.Value
+	for _, rel := range cacheFiles {
+		fi, err := os.Stat(b.path(rel))
+		if err != nil {
+			continue
+		}
+		k := merkle.CacheKey{Path: rel, Size: fi.Size(), ModTime: fi.ModTime()}
+		h, ok := b.files.seen.Lookup(k)
+		if !ok {
+			continue
+		}
+		var o canon.ObjectBuilder
+		o.Set("path", canon.StringValue(rel)).
+			Set("size", canon.IntValue(k.Size)).
+			Set("mtime_ns", canon.IntValue(k.ModTime.UnixNano())).
+			Set("sha256", canon.StringValue(h.String()))
+		files = append(files, o.Value())
 	}
 	var o canon.ObjectBuilder
-	o.Set("path", canon.StringValue(k.Path)).
-		Set("size", canon.IntValue(k.Size)).
-		Set("mtime_ns", canon.IntValue(k.ModTime.UnixNano())).
-		Set("sha256", canon.StringValue(h.String()))
-	if err := os.MkdirAll(dev, 0o700); err == nil {
-		if err := writeFileAtomic(filepath.Join(dev, cacheSumName), append(canon.MustEncode(o.Value()), '\n'), 0o600); err != nil {
-			b.log.Debug("cache.sum not written", "err", err)
-		}
+	o.Set("files", canon.ArrayValue(files...))
+	data := append(canon.MustEncode(o.Value()), '\n')
+	if bytes.Equal(data, b.cacheSumNote) {
+		return
 	}
+	if err := os.MkdirAll(dev, 0o700); err != nil {
+		return
+	}
+	if err := writeFileAtomic(filepath.Join(dev, cacheSumName), data, 0o600); err != nil {
+		b.log.Debug("cache.sum not written", "err", err)
+		return
+	}
+	b.cacheSumNote = data
 }
 
-// loadCacheSum hands the digest in cache.sum to the file cache when the
-// state cache file still has the size and time it notes, and reports
-// whether it did.
-func (b *Backpack) loadCacheSum() bool {
+// loadCacheSum hands the digests in cache.sum to the file cache for the
+// state cache files that still have the size and time it notes.
+func (b *Backpack) loadCacheSum() {
 	dev, err := DeviceDir(b.uid, b.dir)
 	if err != nil {
-		return false
+		return
 	}
 	data, err := os.ReadFile(filepath.Join(dev, cacheSumName))
-	if err != nil || len(data) > 4096 {
-		return false
+	if err != nil || len(data) > maxCacheSum {
+		return
 	}
-	v, err := canon.Limits{MaxSize: 4096}.Parse(data)
-	if err != nil || v.Field("path").Str() != CachePath {
-		return false
+	v, err := canon.Limits{MaxSize: maxCacheSum}.Parse(data)
+	if err != nil {
+		return
 	}
-	size, _ := v.Field("size").Int64()
-	mtime, _ := v.Field("mtime_ns").Int64()
-	sum, err := hex.DecodeString(v.Field("sha256").Str())
-	if err != nil || len(sum) != len(merkle.Hash{}) {
-		return false
+	b.cacheSumNote = data
+	for _, f := range v.Field("files").Elems() {
+		rel := f.Field("path").Str()
+		if !slices.Contains(cacheFiles, rel) {
+			continue
+		}
+		size, _ := f.Field("size").Int64()
+		mtime, _ := f.Field("mtime_ns").Int64()
+		sum, err := hex.DecodeString(f.Field("sha256").Str())
+		if err != nil || len(sum) != len(merkle.Hash{}) {
+			continue
+		}
+		fi, err := os.Stat(b.path(rel))
+		if err != nil || fi.Size() != size || fi.ModTime().UnixNano() != mtime {
+			continue
+		}
+		var h merkle.Hash
+		copy(h[:], sum)
+		b.files.seen.Store(merkle.CacheKey{Path: rel, Size: size, ModTime: time.Unix(0, mtime)}, h)
 	}
-	fi, err := os.Stat(b.path(CachePath))
-	if err != nil || fi.Size() != size || fi.ModTime().UnixNano() != mtime {
-		return false
-	}
-	var h merkle.Hash
-	copy(h[:], sum)
-	b.files.seen.Store(merkle.CacheKey{Path: CachePath, Size: size, ModTime: time.Unix(0, mtime)}, h)
-	return true
 }
 
 // Lookup implements merkle.HashCache.

@@ -914,30 +914,37 @@ func (b *Backpack) rewriteLocked(ctx context.Context, x *logIndex, plan []int, o
 		b.log.Debug("rewrite: the whole file", "changed_from", same, "size", len(out))
 		replaced <- b.app.Replace(out)
 	}()
+	// The index goes to its cache file on another core meanwhile.
+	ix := b.stageIndex(nx)
 	serr := b.restateLocked(ctx, out, nx, same)
-	var staged *stagedCache
+	var staged *cacheWrite
 	if serr == nil {
 		b.log.Debug("rewrite: state", "took", time.Since(t0))
-		cache, err := b.encodeCacheLocked()
-		if err == nil {
-			b.log.Debug("rewrite: cache encoded", "took", time.Since(t0), "bytes", len(cache))
-			staged, err = b.stageCache(cache)
-			b.log.Debug("rewrite: cache staged", "took", time.Since(t0))
-		}
+		var err error
+		staged, err = b.stageCacheLocked(ix)
+		b.log.Debug("rewrite: cache staged", "took", time.Since(t0))
 		if err != nil {
 			b.log.Warn("state cache not written", "err", err)
 		}
+	} else {
+		<-ix.done
+		os.Remove(ix.tmp)
 	}
 	if err := <-replaced; err != nil {
-		// The staged cache is never put in place; its temp file goes at
-		// the next writer's open.
+		if staged != nil {
+			staged.discard()
+		}
 		return b.reloadAfterFailureLocked(err)
 	}
 	b.log.Debug("rewrite: log replaced", "took", time.Since(t0))
 	if serr != nil {
+		if staged != nil {
+			staged.discard()
+		}
 		return b.reloadAfterFailureLocked(serr)
 	}
 	if changed, err := b.applyKeyEventsInOrder(ids, added); err != nil {
+		staged.discard()
 		return err
 	} else if changed {
 		b.keysChanged = true

@@ -18,6 +18,8 @@ const (
 	MerkleRootPath   = "merkle_root.txt"
 	ManifestSigPath  = "manifest.sig"
 	CachePath        = "state/backpack_cache.bin"
+	CacheIndexPath   = "state/backpack_index.bin"
+	CacheBasePath    = "state/backpack_base.bin"
 	CurrentStatePath = "state/current_state.json"
 	CheckpointsDir   = "checkpoints"
 )
@@ -113,31 +115,10 @@ func writeFileAtomic(path string, data []byte, perm os.FileMode) error {
 
 // stageFile is the first half of writeFileAtomic: it writes data to a
 // synced temp file beside path and returns the second half, which renames
-// it over path and syncs the directory (or, given false, removes the temp
-// file instead).
+// it over path and syncs the directory.
 func stageFile(path string, data []byte, perm os.FileMode) (func() error, error) {
-	dir := filepath.Dir(path)
-	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp-*")
+	tmp, err := stageTemp(path, perm, data)
 	if err != nil {
-		return nil, err
-	}
-	tmp := f.Name()
-	fail := func(err error) (func() error, error) {
-		f.Close()
-		os.Remove(tmp)
-		return nil, err
-	}
-	if _, err := f.Write(data); err != nil {
-		return fail(err)
-	}
-	if err := f.Chmod(perm); err != nil {
-		return fail(err)
-	}
-	if err := f.Sync(); err != nil {
-		return fail(err)
-	}
-	if err := f.Close(); err != nil {
-		os.Remove(tmp)
 		return nil, err
 	}
 	return func() error {
@@ -145,8 +126,37 @@ func stageFile(path string, data []byte, perm os.FileMode) (func() error, error)
 			os.Remove(tmp)
 			return err
 		}
-		return syncDir(dir)
+		return syncDir(filepath.Dir(path))
 	}, nil
+}
+
+// stageTemp writes parts, one after the other, to a synced temp file
+// beside path (named so that cleanTemps finds it) and returns its name.
+func stageTemp(path string, perm os.FileMode, parts ...[]byte) (string, error) {
+	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp-*")
+	if err != nil {
+		return "", err
+	}
+	tmp := f.Name()
+	for _, p := range parts {
+		if _, err = f.Write(p); err != nil {
+			break
+		}
+	}
+	if err == nil {
+		err = f.Chmod(perm)
+	}
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		os.Remove(tmp)
+		return "", err
+	}
+	return tmp, nil
 }
 
 // fileWrite is one file for writeFilesAtomic.
