@@ -42,6 +42,9 @@ type Item struct {
 	Offset     int64
 	End        int64
 	Terminated bool
+	// Exact reports that the line's bytes are its text and one LF: no
+	// surrounding whitespace, no CR.
+	Exact bool
 
 	// Err is set when the line is not JSON we can use (too long, invalid
 	// UTF-8, a parse error). Value is then null.
@@ -110,7 +113,8 @@ func Run(ctx context.Context, r io.Reader, opts Options, fn func(*Item) error) e
 		}
 		for rd.Next() {
 			l := rd.Line()
-			b.items = append(b.items, Item{Number: l.Number, Offset: l.Offset, End: l.End, Terminated: l.Terminated, Err: l.Err})
+			exact := l.Terminated && l.End-l.Offset == int64(len(l.Text))+1
+			b.items = append(b.items, Item{Number: l.Number, Offset: l.Offset, End: l.End, Terminated: l.Terminated, Exact: exact, Err: l.Err})
 			b.texts = append(b.texts, append([]byte(nil), l.Text...))
 			if len(b.items) == batchSize && !send() {
 				return

@@ -14,7 +14,6 @@ import (
 	"crypto/sha256"
 	"errors"
 	"fmt"
-	"hash"
 	"io"
 	"log/slog"
 	"math"
@@ -119,7 +118,7 @@ type Backpack struct {
 	state      *reducer.State
 	pending    *pendingState // the state, not decoded yet (state is nil)
 	heads      map[string]Head
-	logHash    hash.Hash // SHA-256 of events.ndjson[0:logSize]
+	logHash    *logHasher // SHA-256 of events.ndjson[0:logSize]
 	logSize    int64
 	lines      int // number of the last line read
 	entries    int // JSON values (objects or not) in the log
@@ -143,6 +142,13 @@ type Backpack struct {
 	// end of the log, so that a merge that reorders only the log's recent
 	// tail replays from there instead of from the start (nil: none).
 	base *baseState
+	// The log's first cleanLines lines, its first cleanOffset bytes, are
+	// exactly the index's first cleanLines events, each as its canonical
+	// line and one LF, no event twice: what a rewrite of the log would
+	// write for them. A merge that keeps them in place keeps those bytes
+	// without looking at them again.
+	cleanLines  int
+	cleanOffset int64
 	// cacheSumNote is cache.sum as last read or written.
 	cacheSumNote []byte
 	// tailKeyEvents are the KEY_PROMOTION events read from the log past
@@ -472,7 +478,7 @@ func (b *Backpack) load(ctx context.Context) error {
 		return err
 	}
 	defer f.Close()
-	b.logHash = sha256.New()
+	b.logHash = newLogHasher()
 	// The log's prefix is hashed while the cache decodes.
 	var pre *prefixHash
 	c, err := b.readCache(func(off int64) { pre = hashPrefix(f, off) })
@@ -499,6 +505,7 @@ func (b *Backpack) load(ctx context.Context) error {
 		b.state = reducer.New()
 		b.logHash.Reset()
 		b.logSize, b.lines, b.entries, b.cacheSize = 0, 0, 0, -1
+		b.cleanLines, b.cleanOffset = 0, 0
 		b.heads = map[string]Head{}
 		b.badLines = nil
 		b.base = nil
@@ -559,7 +566,9 @@ func (b *Backpack) absorbLocked(it *scan.Item) {
 		b.heads[e.Actor] = Head{ID: e.ID, Events: h.Events + 1}
 		b.noteKey(e)
 		if b.index != nil && it.EventErr == nil && it.EncodeErr == nil {
-			b.index.add(e, it.Hash)
+			c := cleanPrefix{lines: b.cleanLines, offset: b.cleanOffset}
+			c.note(it, b.index.add(e, it.Hash), len(b.index.items))
+			b.cleanLines, b.cleanOffset = c.lines, c.offset
 		}
 		if e.Type == KeyPromotionType && it.EventErr == nil {
 			b.tailKeyEvents = append(b.tailKeyEvents, e)
@@ -733,6 +742,7 @@ func (b *Backpack) appendLinesLocked(lines [][]byte, evs []*bplog.Event) error {
 	// own fsyncs run; the append is reported only once the log is durable.
 	synced := make(chan error, 1)
 	go func() { synced <- b.app.Sync() }()
+	clean := b.cleanOffset == b.logSize && b.cleanLines == b.lines
 	for i, l := range lines {
 		b.logHash.Write(l)
 		b.logHash.Write([]byte{'\n'})
@@ -743,6 +753,10 @@ func (b *Backpack) appendLinesLocked(lines [][]byte, evs []*bplog.Event) error {
 		h := b.heads[evs[i].Actor]
 		b.heads[evs[i].Actor] = Head{ID: evs[i].ID, Events: h.Events + 1}
 		b.noteKey(evs[i])
+	}
+	if clean {
+		// Canonical lines of events the log does not hold.
+		b.cleanLines, b.cleanOffset = b.lines, b.logSize
 	}
 	b.sinceCache += len(lines)
 	if changed, err := b.applyKeyEventsLocked(evs); err != nil {
@@ -777,6 +791,7 @@ func (b *Backpack) reloadAfterFailureLocked(cause error) error {
 	b.state, b.pending = nil, nil
 	b.index = nil
 	b.logSize, b.lines, b.entries, b.sinceCache = 0, 0, 0, 0
+	b.cleanLines, b.cleanOffset = 0, 0
 	if err := b.load(context.Background()); err != nil {
 		return errors.Join(cause, fmt.Errorf("reload: %w", err))
 	}

@@ -3,8 +3,11 @@ package store_test
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -300,4 +303,79 @@ func TestSwappedSnapshotNotUsed(t *testing.T) {
 		t.Fatalf("state after merge %s, replay %s", got, want)
 	}
 	mustVerify(t, a)
+}
+
+// TestRewriteKeepsCleanPrefix: a merge that reorders the log's tail keeps
+// the events before the first moved one without reading them when the
+// log is clean, and writes exactly the log a whole rewrite writes. A log
+// with lines a whole rewrite would change (not canonical, a CR, trailing
+// blanks, an event twice, garbage) before that point is rewritten whole,
+// and ends byte for byte as the clean replica's.
+func TestRewriteKeepsCleanPrefix(t *testing.T) {
+	a, b, key, _, cb := divergedReplicas(t)
+	// Each kind of noise in its own replica, well before the point where
+	// the logs diverged.
+	noises := []struct {
+		name string
+		edit func(lines []string) []string
+	}{
+		{"not canonical", func(l []string) []string { l[10] = strings.Replace(l[10], `","`, `", "`, 1); return l }},
+		{"CRLF", func(l []string) []string { l[20] = strings.TrimSuffix(l[20], "\n") + "\r\n"; return l }},
+		{"trailing blanks", func(l []string) []string { l[30] = strings.TrimSuffix(l[30], "\n") + "  \n"; return l }},
+		{"event twice", func(l []string) []string { return slices.Insert(l, 41, l[40]) }},
+		{"garbage", func(l []string) []string { return slices.Insert(l, 50, "not json\n") }},
+	}
+	var noisy []string
+	for i, n := range noises {
+		dir := filepath.Join(filepath.Dir(a), fmt.Sprintf("noisy%d", i))
+		copyDir(t, a, dir)
+		logPath := filepath.Join(dir, store.EventsPath)
+		lines := strings.SplitAfter(strings.TrimSuffix(mustRead(t, logPath), "\n"), "\n")
+		if err := os.WriteFile(logPath, []byte(strings.Join(n.edit(lines), "")), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		noisy = append(noisy, dir)
+	}
+	merge := func(dir string) (tail bool) {
+		t.Helper()
+		before := store.TailRewrites()
+		bp, err := store.Open(context.Background(), dir, store.Options{KeyFile: key, Now: clock()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		res, err := bp.Ingest(context.Background(), logLinesOf(t, b), "other replica")
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, _ := bp.StateHash()
+		if err := bp.Close(); err != nil {
+			t.Fatal(err)
+		}
+		if !res.Rewrote {
+			t.Fatalf("%s: the merge did not reorder the log", dir)
+		}
+		if want := replayHash(t, dir); got != want {
+			t.Fatalf("%s: state after merge %s, replay %s", dir, got, want)
+		}
+		mustVerify(t, dir)
+		return store.TailRewrites() > before
+	}
+	if !merge(a) {
+		t.Error("the clean log was rewritten whole")
+	}
+	want := mustRead(t, filepath.Join(a, store.EventsPath))
+	for i, dir := range noisy {
+		if merge(dir) {
+			t.Errorf("%s: the noisy log's prefix was kept unread", noises[i].name)
+		}
+		if mustRead(t, filepath.Join(dir, store.EventsPath)) != want {
+			t.Errorf("%s: the log differs from the clean replica's after the merge", noises[i].name)
+		}
+	}
+	// Once rewritten, a noisy replica is clean: the next merge keeps its
+	// prefix, in a new process (the note travels in the state cache).
+	appendBatch(t, b, key, "south", 5, cb)
+	if !merge(noisy[0]) {
+		t.Error("the rewritten log's prefix was not kept")
+	}
 }

@@ -7,7 +7,6 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"hash"
 	"io"
 	"math"
 	"os"
@@ -48,6 +47,8 @@ const maxCacheHeader = 64 << 20
 type cacheFile struct {
 	maxKey                 *bplog.OrderItem
 	offset, lines, entries int64
+	cleanLines             int64
+	cleanOffset            int64
 	prefix                 string
 	heads                  map[string]Head
 	bad                    []BadLine
@@ -193,7 +194,7 @@ func statID(path string) (fileID, bool) {
 type prefixHash struct {
 	offset int64
 	done   chan struct{}
-	h      hash.Hash
+	h      *logHasher
 	ahead  bool // the log is shorter than offset
 	err    error
 }
@@ -212,7 +213,7 @@ func hashPrefix(f *os.File, offset int64) *prefixHash {
 			p.ahead = true
 			return
 		}
-		p.h = sha256.New()
+		p.h = newLogHasher()
 		_, p.err = io.Copy(p.h, io.NewSectionReader(f, 0, offset))
 	}()
 	return p
@@ -255,6 +256,10 @@ func (b *Backpack) applyCache(c *cacheFile) {
 	b.logSize = c.offset
 	b.lines = int(c.lines)
 	b.entries = int(c.entries)
+	b.cleanLines, b.cleanOffset = 0, 0
+	if c.cleanLines >= 0 && c.cleanLines <= c.lines && c.cleanOffset >= 0 && c.cleanOffset <= c.offset {
+		b.cleanLines, b.cleanOffset = int(c.cleanLines), c.cleanOffset
+	}
 	b.cacheSize = c.offset
 	b.index = c.index
 	b.base = c.base
@@ -521,7 +526,9 @@ func (b *Backpack) resumeInfoLocked() canon.Value {
 		Set("log_entries", canon.IntValue(int64(b.entries))).
 		Set("log_prefix_sha256", canon.StringValue(b.logDigest())).
 		Set("heads", hb.Value()).
-		Set("bad_lines", canon.ArrayValue(bad...))
+		Set("bad_lines", canon.ArrayValue(bad...)).
+		Set("clean_lines", canon.IntValue(int64(b.cleanLines))).
+		Set("clean_offset", canon.IntValue(b.cleanOffset))
 	if b.maxKeyKnown {
 		var mk canon.ObjectBuilder
 		mk.Set("timestamp_utc", canon.StringValue(b.maxKey.Timestamp)).Set("event_id", canon.StringValue(b.maxKey.ID))
@@ -537,6 +544,8 @@ func parseResume(h canon.Value) *cacheFile {
 		c.offset = off
 	}
 	c.lines, _ = h.Field("log_lines").Int64()
+	c.cleanLines, _ = h.Field("clean_lines").Int64()
+	c.cleanOffset, _ = h.Field("clean_offset").Int64()
 	c.entries, _ = h.Field("log_entries").Int64()
 	for _, m := range h.Field("heads").Members() {
 		n, _ := m.Value.Field("events").Int64()

@@ -20,3 +20,6 @@ func (b *Backpack) BaseOffset() int64 {
 	}
 	return b.base.offset
 }
+
+// TailRewrites returns how many rewrites kept a clean prefix unread.
+func TailRewrites() int64 { return tailRewrites.Load() }

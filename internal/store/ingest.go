@@ -7,7 +7,6 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"hash"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -168,15 +167,16 @@ func quickEventID(line []byte) ([]byte, bool) {
 	return rest[:j], true
 }
 
-// add records an event; an id already held is ignored.
-func (x *logIndex) add(e *bplog.Event, hash [32]byte) {
-	x.addItem(e.Item(), e.Actor, hash)
+// add records an event and reports whether it did; an id already held
+// is ignored.
+func (x *logIndex) add(e *bplog.Event, hash [32]byte) bool {
+	return x.addItem(e.Item(), e.Actor, hash)
 }
 
-func (x *logIndex) addItem(it bplog.OrderItem, actor string, hash [32]byte) {
+func (x *logIndex) addItem(it bplog.OrderItem, actor string, hash [32]byte) bool {
 	x.ensureMaps()
 	if _, dup := x.byID[it.ID]; dup {
-		return
+		return false
 	}
 	x.byID[it.ID] = len(x.items)
 	if x.chains != nil {
@@ -188,6 +188,22 @@ func (x *logIndex) addItem(it bplog.OrderItem, actor string, hash [32]byte) {
 	k := childKey(actor, it.Prev)
 	if _, ok := x.children[k]; !ok {
 		x.children[k] = it.ID
+	}
+	return true
+}
+
+// cleanPrefix follows, line by line, how far a log is clean (see
+// Backpack.cleanLines).
+type cleanPrefix struct {
+	lines  int
+	offset int64
+}
+
+// note extends the clean prefix by the scanned line it, which holds an
+// event that the index added (or not: a repeat) as its items'th.
+func (c *cleanPrefix) note(it *scan.Item, added bool, items int) {
+	if added && it.Exact && it.Canonical && c.offset == it.Offset && c.lines == it.Number-1 && c.lines == items-1 {
+		c.lines, c.offset = it.Number, it.End
 	}
 }
 
@@ -257,15 +273,17 @@ func (b *Backpack) indexLocked(ctx context.Context) (*logIndex, error) {
 		return nil, err
 	}
 	defer f.Close()
+	clean := cleanPrefix{}
 	err = scan.Run(ctx, f, scan.Options{Hashes: true}, func(it *scan.Item) error {
 		if it.Event != nil && it.EventErr == nil && it.EncodeErr == nil {
-			x.add(it.Event, it.Hash)
+			clean.note(it, x.add(it.Event, it.Hash), len(x.items))
 		}
 		return nil
 	})
 	if err != nil {
 		return nil, err
 	}
+	b.cleanLines, b.cleanOffset = clean.lines, clean.offset
 	b.index = x
 	b.indexScanned = true
 	return x, nil
@@ -779,101 +797,32 @@ func (b *Backpack) rewriteLocked(ctx context.Context, x *logIndex, plan []int, o
 	if err != nil {
 		return err
 	}
-	// Every line of the old log goes into the new one, or into the
-	// quarantine with the reason: nothing is dropped silently. Lines the
-	// index describes byte for byte (found by id, confirmed by hash, on
-	// every core) are taken as they are, without parsing.
-	lines := splitLines(old)
-	match := make([]int32, len(lines))
-	var wg sync.WaitGroup
-	workers := runtime.GOMAXPROCS(0)
-	chunk := (len(lines) + workers - 1) / workers
-	for w := range workers {
-		lo, hi := w*chunk, min((w+1)*chunk, len(lines))
-		if lo >= hi {
-			break
-		}
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for k := lo; k < hi; k++ {
-				match[k] = -1
-				t := bytes.TrimSpace(lines[k])
-				if id, ok := quickEventID(t); ok {
-					// A line equal to one confirmed in the batch needs
-					// no hash.
-					if i, ok := x.byID[string(id)]; ok && ((known != nil && known[i] != nil && bytes.Equal(known[i], t)) || x.hashes[i] == sha256.Sum256(t)) {
-						match[k] = int32(i)
-					}
-				}
-			}
-		}()
-	}
-	wg.Wait()
 	existing := len(x.items)
-	lineAt := make([][]byte, existing)
-	var unusable, evidence []HeldEvent
-	for k, l := range lines {
-		t := bytes.TrimSpace(l)
-		if i := match[k]; i >= 0 {
-			if lineAt[i] == nil {
-				lineAt[i] = t
-			}
-			continue
+	// The events the merge keeps in place at the log's start, when the
+	// log is clean (Backpack.cleanLines), keep their bytes as they are:
+	// only the lines after them are looked at.
+	kept, from := 0, 0
+	if b.cleanLines == b.lines && b.cleanOffset == b.logSize && b.cleanOffset == int64(len(old)) && existing == b.lines {
+		for kept < len(plan) && kept < existing && plan[kept] == kept {
+			kept++
 		}
-		if len(t) == 0 {
-			continue
-		}
-		e, err := bplog.Parse(t)
-		var full []byte
-		if err == nil {
-			full, _, _, err = e.Encodings()
-		}
-		if err != nil {
-			unusable = append(unusable, HeldEvent{Reason: "unusable log line moved out when the log was reordered: " + err.Error(), Line: string(t)})
-			continue
-		}
-		i, ok := x.byID[e.ID]
-		switch {
-		case !ok:
-			unusable = append(unusable, HeldEvent{EventID: e.ID, Actor: e.Actor, KeyID: e.KeyID, Line: string(full),
-				Reason: "log line that is not a usable event moved out when the log was reordered"})
-		case x.hashes[i] != sha256.Sum256(full):
-			evidence = append(evidence, HeldEvent{EventID: e.ID, Actor: e.Actor, KeyID: e.KeyID, Line: string(full),
-				Reason: "same event_id as a held event with different content (fork evidence), moved out when the log was reordered"})
-		case lineAt[i] == nil:
-			lineAt[i] = full // held, but not stored canonically
+		from = lineStart(old, b.lines-kept)
+		if from < 0 {
+			kept, from = 0, 0
 		}
 	}
-	// The new log and its index, in the new order, from what is known of
-	// each line: nothing is parsed again.
-	lineOf := func(p int) []byte {
-		if p < existing {
-			return lineAt[p]
-		}
-		return order[p-existing].line
+	nx, out, evidence, unusable, err := b.buildRewrite(x, plan, order, known, old, kept, from)
+	if err == nil && kept > 0 {
+		tailRewrites.Add(1)
+		b.log.Debug("rewrite: kept the clean prefix", "events", kept, "bytes", from)
 	}
-	size := 0
-	for _, p := range plan {
-		size += len(lineOf(p)) + 1
+	if errors.Is(err, errNotClean) {
+		b.log.Warn("the log's clean prefix is not what was noted; rewriting the log whole")
+		from = 0
+		nx, out, evidence, unusable, err = b.buildRewrite(x, plan, order, known, old, 0, 0)
 	}
-	out := make([]byte, 0, size)
-	// Its lookup maps are built when next needed (the rewrite itself and
-	// the state cache need only its arrays).
-	nx := &logIndex{items: make([]bplog.OrderItem, 0, len(plan)), actors: make([]string, 0, len(plan)), hashes: make([][32]byte, 0, len(plan))}
-	for _, p := range plan {
-		l := lineOf(p)
-		if l == nil {
-			return fmt.Errorf("bug: store: event %s missing when rewriting the log", x.items[p].ID)
-		}
-		out = append(out, l...)
-		out = append(out, '\n')
-		if p < existing {
-			nx.appendUnique(x.items[p], x.actors[p], x.hashes[p])
-		} else {
-			c := order[p-existing]
-			nx.appendUnique(c.e.Item(), c.e.Actor, c.hash)
-		}
+	if err != nil {
+		return err
 	}
 	if err := b.appendHeldLocked("forks", evidence); err != nil {
 		return err
@@ -883,7 +832,7 @@ func (b *Backpack) rewriteLocked(ctx context.Context, x *logIndex, plan []int, o
 	}
 	// The bytes before the first changed line are the same in both logs,
 	// so a state snapshot taken within them still holds.
-	same := commonLinePrefix(old, out)
+	same := int64(from) + commonLinePrefix(old[from:], out[from:])
 	b.log.Debug("rewrite: new log built", "took", time.Since(t0))
 	// The new log is written and synced while the state is brought up to
 	// date from its bytes in memory; the state cache is written only once
@@ -962,6 +911,139 @@ func (b *Backpack) rewriteLocked(ctx context.Context, x *logIndex, plan []int, o
 	return b.publishLocked()
 }
 
+var errNotClean = errors.New("store: the log's clean prefix does not hold its events")
+
+// lineStart returns the offset at which the line n lines before the end
+// of data starts (data ends with LF; -1 when it has fewer lines).
+func lineStart(data []byte, n int) int {
+	end := len(data)
+	if end > 0 && data[end-1] != '\n' {
+		return -1
+	}
+	for range n {
+		if end == 0 {
+			return -1
+		}
+		end = bytes.LastIndexByte(data[:end-1], '\n') + 1
+	}
+	return end
+}
+
+// buildRewrite builds the log in the merge order plan (positions in
+// x.items, then in order), and its index, from old: the old log, whose
+// first kept events (x.items[:kept], plan[:kept] in place) are its first
+// from bytes, clean. Only the lines after them are looked at. Every line
+// of the old log goes into the new one, or is returned as fork evidence
+// or unusable, to be held with the reason: nothing is dropped silently.
+func (b *Backpack) buildRewrite(x *logIndex, plan []int, order []*candidate, known [][]byte, old []byte, kept, from int) (*logIndex, []byte, []HeldEvent, []HeldEvent, error) {
+	// Lines the index describes byte for byte (found by id, confirmed by
+	// hash, on every core) are taken as they are, without parsing.
+	lines := splitLines(old[from:])
+	match := make([]int32, len(lines))
+	var wg sync.WaitGroup
+	workers := runtime.GOMAXPROCS(0)
+	chunk := (len(lines) + workers - 1) / workers
+	for w := range workers {
+		lo, hi := w*chunk, min((w+1)*chunk, len(lines))
+		if lo >= hi {
+			break
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for k := lo; k < hi; k++ {
+				match[k] = -1
+				t := bytes.TrimSpace(lines[k])
+				if id, ok := quickEventID(t); ok {
+					// A line equal to one confirmed in the batch needs
+					// no hash.
+					if i, ok := x.byID[string(id)]; ok && ((known != nil && known[i] != nil && bytes.Equal(known[i], t)) || x.hashes[i] == sha256.Sum256(t)) {
+						match[k] = int32(i)
+					}
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	existing := len(x.items)
+	if kept > 0 && kept < existing && (len(match) == 0 || match[0] != int32(kept)) {
+		// The first line after the kept ones is not the next event.
+		return nil, nil, nil, nil, errNotClean
+	}
+	lineAt := make([][]byte, existing)
+	var unusable, evidence []HeldEvent
+	for k, l := range lines {
+		t := bytes.TrimSpace(l)
+		if i := match[k]; i >= 0 {
+			if lineAt[i] == nil {
+				lineAt[i] = t
+			}
+			continue
+		}
+		if len(t) == 0 {
+			continue
+		}
+		e, err := bplog.Parse(t)
+		var full []byte
+		if err == nil {
+			full, _, _, err = e.Encodings()
+		}
+		if err != nil {
+			unusable = append(unusable, HeldEvent{Reason: "unusable log line moved out when the log was reordered: " + err.Error(), Line: string(t)})
+			continue
+		}
+		i, ok := x.byID[e.ID]
+		switch {
+		case !ok:
+			unusable = append(unusable, HeldEvent{EventID: e.ID, Actor: e.Actor, KeyID: e.KeyID, Line: string(full),
+				Reason: "log line that is not a usable event moved out when the log was reordered"})
+		case x.hashes[i] != sha256.Sum256(full):
+			evidence = append(evidence, HeldEvent{EventID: e.ID, Actor: e.Actor, KeyID: e.KeyID, Line: string(full),
+				Reason: "same event_id as a held event with different content (fork evidence), moved out when the log was reordered"})
+		case lineAt[i] == nil:
+			lineAt[i] = full // held, but not stored canonically
+		}
+	}
+	// The new log and its index, in the new order, from what is known of
+	// each line: nothing is parsed again.
+	lineOf := func(p int) []byte {
+		if p < existing {
+			return lineAt[p]
+		}
+		return order[p-existing].line
+	}
+	size := from
+	for _, p := range plan[kept:] {
+		size += len(lineOf(p)) + 1
+	}
+	out := make([]byte, 0, size)
+	out = append(out, old[:from]...)
+	// Its lookup maps are built when next needed (the rewrite itself and
+	// the state cache need only its arrays).
+	nx := &logIndex{items: make([]bplog.OrderItem, 0, len(plan)), actors: make([]string, 0, len(plan)), hashes: make([][32]byte, 0, len(plan))}
+	nx.items = append(nx.items, x.items[:kept]...)
+	nx.actors = append(nx.actors, x.actors[:kept]...)
+	nx.hashes = append(nx.hashes, x.hashes[:kept]...)
+	for _, p := range plan[kept:] {
+		l := lineOf(p)
+		if l == nil {
+			if kept > 0 {
+				return nil, nil, nil, nil, errNotClean
+			}
+			return nil, nil, nil, nil, fmt.Errorf("bug: store: event %s missing when rewriting the log", x.items[p].ID)
+		}
+		out = append(out, l...)
+		out = append(out, '\n')
+		if p < existing {
+			nx.appendUnique(x.items[p], x.actors[p], x.hashes[p])
+		} else {
+			c := order[p-existing]
+			nx.appendUnique(c.e.Item(), c.e.Actor, c.hash)
+		}
+	}
+	return nx, out, evidence, unusable, nil
+}
+
 // commonLinePrefix returns the length of the longest run of whole lines
 // that a and b both start with.
 func commonLinePrefix(a, b []byte) int64 {
@@ -982,6 +1064,10 @@ func commonLinePrefix(a, b []byte) int64 {
 // baseReplays counts the rewrites whose state replay started from the
 // base snapshot (for tests and debugging).
 var baseReplays atomic.Int64
+
+// tailRewrites counts the rewrites that kept a clean prefix of the log
+// without looking at it (for tests and debugging).
+var tailRewrites atomic.Int64
 
 // restateLocked makes the in-memory state describe data, the log just
 // written in full, whose events nx indexes (one canonical event a line):
@@ -1010,11 +1096,12 @@ func (b *Backpack) restateLocked(ctx context.Context, data []byte, nx *logIndex,
 	} else {
 		b.base = nil
 	}
-	// The new log's running hash, on another core meanwhile.
-	hashed := make(chan hash.Hash, 1)
+	// The new log's running hash, on another core meanwhile: from the
+	// old log's last mark before the first changed byte.
+	hashed := make(chan *logHasher, 1)
 	go func() {
-		h := sha256.New()
-		h.Write(data)
+		h, n := b.logHash.resume(same)
+		h.Write(data[n:])
 		hashed <- h
 	}()
 	target := baseTarget(int64(len(data)))
@@ -1047,6 +1134,8 @@ func (b *Backpack) restateLocked(ctx context.Context, data []byte, nx *logIndex,
 	b.logHash = <-hashed
 	b.logSize = int64(len(data))
 	b.lines, b.entries = len(nx.items), entries
+	// The new log is the index's canonical lines, each once.
+	b.cleanLines, b.cleanOffset = len(nx.items), b.logSize
 	b.badLines = nil
 	b.sinceCache = entries
 	return nil

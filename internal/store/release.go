@@ -224,6 +224,7 @@ func (b *Backpack) resetLocked() {
 	b.state, b.pending = nil, nil
 	b.index, b.indexScanned = nil, false
 	b.logSize, b.lines, b.entries, b.sinceCache = 0, 0, 0, 0
+	b.cleanLines, b.cleanOffset = 0, 0
 	b.base = nil
 }
 
