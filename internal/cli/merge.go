@@ -36,12 +36,12 @@ manifest, Merkle root, manifest.sig and state are rebuilt.`)
 	remoteLines := make(chan read, 1)
 	go func() {
 		t0 := time.Now()
-		lines, err := readLines(f)
 		var p *store.Prepared
+		data, err := readAll(f)
 		if err == nil {
-			p = store.Prepare(lines)
+			p, err = store.PrepareLog(data)
 		}
-		e.logger().Debug("merge: read and hashed the remote log", "lines", len(lines), "took", time.Since(t0))
+		e.logger().Debug("merge: read the remote log", "bytes", len(data), "took", time.Since(t0))
 		remoteLines <- read{p, err}
 	}()
 	var res *store.IngestResult
@@ -56,6 +56,9 @@ manifest, Merkle root, manifest.sig and state are rebuilt.`)
 		// A merge that reorders the log replays the state from a
 		// snapshot: LOCAL's state is decoded only if it is needed.
 		o.DeferState = true
+		// LOCAL's log, read by the open, is compared with REMOTE's and
+		// rewritten from memory.
+		o.KeepLog = true
 	})
 	if err != nil {
 		return err
@@ -63,33 +66,21 @@ manifest, Merkle root, manifest.sig and state are rebuilt.`)
 	return printIngest(e, res, *asJSON)
 }
 
-// readLines returns the non-blank lines of a log, with the reference's
-// reading rules, reporting unusable ones as errors.
-func readLines(r io.Reader) ([][]byte, error) {
-	rd := bplog.NewReader(r)
-	// One arena for all the lines (a slice that outgrows it moves on to
-	// a new one; the earlier lines keep theirs).
-	size := 1 << 16
-	if f, ok := r.(*os.File); ok {
-		if st, err := f.Stat(); err == nil && st.Size() < 1<<32 {
-			size = int(st.Size())
-		}
+// readAll reads the whole of f.
+func readAll(f *os.File) ([]byte, error) {
+	st, err := f.Stat()
+	if err != nil {
+		return nil, err
 	}
-	arena := make([]byte, 0, size)
-	var out [][]byte
-	for rd.Next() {
-		l := rd.Line()
-		if l.Err != nil {
-			return nil, fmt.Errorf("line %d: %w", l.Number, l.Err)
-		}
-		if len(arena)+len(l.Text) > cap(arena) {
-			arena = make([]byte, 0, max(size, len(l.Text)))
-		}
-		start := len(arena)
-		arena = append(arena, l.Text...)
-		out = append(out, arena[start:len(arena):len(arena)])
+	if !st.Mode().IsRegular() {
+		return io.ReadAll(f)
 	}
-	return out, rd.Err()
+	data := make([]byte, st.Size())
+	n, err := io.ReadFull(f, data)
+	if err == io.ErrUnexpectedEOF {
+		err = nil // it shrank meanwhile: what was there
+	}
+	return data[:n], err
 }
 
 func printIngest(e *env, res *store.IngestResult, asJSON bool) error {

@@ -70,6 +70,11 @@ type Options struct {
 	// from a snapshot anyway when it reorders the log. Until then the
 	// Backpack publishes no Snapshot.
 	DeferState bool
+	// KeepLog keeps the log's bytes that the open reads in memory, for as
+	// long as nothing changes the log: a one-shot merge compares them with
+	// the other log and rewrites from them instead of reading the file
+	// again. It costs the log's size in memory.
+	KeepLog bool
 	// CacheEvery refreshes the state cache once this many events were
 	// appended since it was written (default 2000), or a tenth of the
 	// log, whichever is more: rewriting the cache costs time in the size
@@ -149,6 +154,9 @@ type Backpack struct {
 	// without looking at them again.
 	cleanLines  int
 	cleanOffset int64
+	// logBytes is the log's first len(logBytes) bytes (Options.KeepLog);
+	// they are the whole log while len(logBytes) == logSize.
+	logBytes []byte
 	// cacheSumNote is cache.sum as last read or written.
 	cacheSumNote []byte
 	// tailKeyEvents are the KEY_PROMOTION events read from the log past
@@ -479,9 +487,10 @@ func (b *Backpack) load(ctx context.Context) error {
 	}
 	defer f.Close()
 	b.logHash = newLogHasher()
+	b.logBytes = nil
 	// The log's prefix is hashed while the cache decodes.
 	var pre *prefixHash
-	c, err := b.readCache(func(off int64) { pre = hashPrefix(f, off) })
+	c, err := b.readCache(func(off int64) { pre = hashPrefix(f, off, b.opts.KeepLog) })
 	if err != nil && pre != nil {
 		<-pre.done // f is closed on return
 	}
@@ -509,6 +518,9 @@ func (b *Backpack) load(ctx context.Context) error {
 		b.heads = map[string]Head{}
 		b.badLines = nil
 		b.base = nil
+		if b.opts.KeepLog {
+			b.logBytes = []byte{}
+		}
 	}
 	return b.scanTailLocked(ctx, f)
 }
@@ -519,7 +531,12 @@ func (b *Backpack) scanTailLocked(ctx context.Context, f *os.File) error {
 	if _, err := f.Seek(b.logSize, io.SeekStart); err != nil {
 		return err
 	}
-	tail := io.TeeReader(f, b.logHash)
+	var tail io.Reader = io.TeeReader(f, b.logHash)
+	if b.logBytes != nil && int64(len(b.logBytes)) == b.logSize {
+		tail = io.TeeReader(tail, (*appendBuffer)(&b.logBytes))
+	} else {
+		b.logBytes = nil
+	}
 	n := 0
 	target, size := int64(math.MaxInt64), int64(0)
 	if st, err := f.Stat(); err == nil {
@@ -542,6 +559,9 @@ func (b *Backpack) scanTailLocked(ctx context.Context, f *os.File) error {
 	b.logSize = st.Size()
 	if b.app != nil && b.app.Size() != b.logSize {
 		return fmt.Errorf("store: events.ndjson changed while opening (size %d, then %d)", b.logSize, b.app.Size())
+	}
+	if int64(len(b.logBytes)) != b.logSize {
+		b.logBytes = nil
 	}
 	b.sinceCache += n
 	return nil
@@ -743,6 +763,7 @@ func (b *Backpack) appendLinesLocked(lines [][]byte, evs []*bplog.Event) error {
 	synced := make(chan error, 1)
 	go func() { synced <- b.app.Sync() }()
 	clean := b.cleanOffset == b.logSize && b.cleanLines == b.lines
+	b.logBytes = nil
 	for i, l := range lines {
 		b.logHash.Write(l)
 		b.logHash.Write([]byte{'\n'})
@@ -783,6 +804,23 @@ func (b *Backpack) appendLinesLocked(lines [][]byte, evs []*bplog.Event) error {
 		return fmt.Errorf("events appended, but derived files not rebuilt (they will be on next open): %w", derr)
 	}
 	return b.publishLocked()
+}
+
+// appendBuffer is an io.Writer that appends to a byte slice.
+type appendBuffer []byte
+
+func (a *appendBuffer) Write(p []byte) (int, error) {
+	*a = append(*a, p...)
+	return len(p), nil
+}
+
+// keptLog returns the whole log's bytes if the store keeps them
+// (Options.KeepLog), else nil.
+func (b *Backpack) keptLog() []byte {
+	if b.logBytes == nil || int64(len(b.logBytes)) != b.logSize {
+		return nil
+	}
+	return b.logBytes
 }
 
 // reloadAfterFailureLocked rebuilds the in-memory state from the files

@@ -190,17 +190,19 @@ func statID(path string) (fileID, bool) {
 }
 
 // prefixHash is the running hash of a log's first offset bytes, computed
-// on another goroutine (hashPrefix).
+// on another goroutine (hashPrefix), and those bytes when kept.
 type prefixHash struct {
 	offset int64
 	done   chan struct{}
 	h      *logHasher
-	ahead  bool // the log is shorter than offset
+	data   []byte // the bytes, when asked to keep them
+	ahead  bool   // the log is shorter than offset
 	err    error
 }
 
-// hashPrefix starts hashing the first offset bytes of the log file f.
-func hashPrefix(f *os.File, offset int64) *prefixHash {
+// hashPrefix starts hashing the first offset bytes of the log file f,
+// keeping them in memory with keep.
+func hashPrefix(f *os.File, offset int64, keep bool) *prefixHash {
 	p := &prefixHash{offset: offset, done: make(chan struct{})}
 	go func() {
 		defer close(p.done)
@@ -214,7 +216,17 @@ func hashPrefix(f *os.File, offset int64) *prefixHash {
 			return
 		}
 		p.h = newLogHasher()
-		_, p.err = io.Copy(p.h, io.NewSectionReader(f, 0, offset))
+		if !keep {
+			_, p.err = io.Copy(p.h, io.NewSectionReader(f, 0, offset))
+			return
+		}
+		p.data = make([]byte, offset)
+		for at := int64(0); at < offset && p.err == nil; {
+			n := min(offset-at, markEvery)
+			_, p.err = f.ReadAt(p.data[at:at+n], at)
+			p.h.Write(p.data[at : at+n])
+			at += n
+		}
 	}()
 	return p
 }
@@ -228,7 +240,7 @@ func (b *Backpack) prefixMatches(f *os.File, c *cacheFile, p *prefixHash) (bool,
 		if p != nil {
 			<-p.done
 		}
-		p = hashPrefix(f, c.offset)
+		p = hashPrefix(f, c.offset, b.opts.KeepLog)
 	}
 	<-p.done
 	if p.err != nil {
@@ -243,6 +255,7 @@ func (b *Backpack) prefixMatches(f *os.File, c *cacheFile, p *prefixHash) (bool,
 		return false, nil
 	}
 	b.logHash = p.h
+	b.logBytes = p.data
 	return true, nil
 }
 

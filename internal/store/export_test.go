@@ -23,3 +23,7 @@ func (b *Backpack) BaseOffset() int64 {
 
 // TailRewrites returns how many rewrites kept a clean prefix unread.
 func TailRewrites() int64 { return tailRewrites.Load() }
+
+// PreparedHeld returns how many of p's first lines IngestPrepared found
+// held byte for byte.
+func PreparedHeld(p *Prepared) int { return p.held }

@@ -350,24 +350,61 @@ func (b *Backpack) Ingest(ctx context.Context, lines [][]byte, source string) (*
 // Prepared is a batch of incoming lines with what can be learned of them
 // before the backpack is open (Prepare).
 type Prepared struct {
-	lines  [][]byte
-	ids    [][]byte   // quickEventID of each trimmed line (nil: none)
-	hashes [][32]byte // SHA-256 of each trimmed line
+	data   []byte     // the log the lines are from (PrepareLog)
+	lines  [][]byte   // its non-blank lines, trimmed
+	ids    [][]byte   // quickEventID of each line (nil: none, or not hashed)
+	hashes [][32]byte // SHA-256 of each line
+	held   int        // the first held lines are held by the backpack byte for byte, not hashed
 }
 
 // Prepare hashes lines for IngestPrepared, on every core. A merge runs it
 // while the backpack opens: the lines the backpack already holds are then
 // recognised without hashing them under the lock.
 func Prepare(lines [][]byte) *Prepared {
-	p := &Prepared{lines: lines, ids: make([][]byte, len(lines)), hashes: make([][32]byte, len(lines))}
+	p := &Prepared{lines: lines}
+	p.hashFrom(0)
+	return p
+}
+
+// PrepareLog splits a whole log's bytes into its non-blank lines, by the
+// reference's reading rules (an unusable line is an error), for
+// IngestPrepared. It hashes nothing: IngestPrepared compares the log's
+// bytes with those of a backpack opened with Options.KeepLog, and hashes
+// only the lines after the first that differs.
+func PrepareLog(data []byte) (*Prepared, error) {
+	p := &Prepared{data: data}
+	rd := bplog.NewReader(bytes.NewReader(data))
+	for rd.Next() {
+		l := rd.Line()
+		if l.Err != nil {
+			return nil, fmt.Errorf("line %d: %w", l.Number, l.Err)
+		}
+		// The line's text is its raw bytes without the whitespace around
+		// them: found where it starts in them.
+		raw := data[l.Offset:l.End]
+		i := bytes.Index(raw, l.Text)
+		if i < 0 {
+			return nil, fmt.Errorf("bug: store: line %d not found in its bytes", l.Number)
+		}
+		p.lines = append(p.lines, raw[i:i+len(l.Text):i+len(l.Text)])
+	}
+	if err := rd.Err(); err != nil {
+		return nil, err
+	}
+	return p, nil
+}
+
+// hashFrom hashes the lines from the from'th on, on every core.
+func (p *Prepared) hashFrom(from int) {
+	p.ids, p.hashes = make([][]byte, len(p.lines)), make([][32]byte, len(p.lines))
 	var wg sync.WaitGroup
 	workers := runtime.GOMAXPROCS(0)
 	for w := range workers {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			for i := w; i < len(lines); i += workers {
-				t := bytes.TrimSpace(lines[i])
+			for i := from + w; i < len(p.lines); i += workers {
+				t := bytes.TrimSpace(p.lines[i])
 				if id, ok := quickEventID(t); ok {
 					p.ids[i] = id
 					p.hashes[i] = sha256.Sum256(t)
@@ -376,13 +413,28 @@ func Prepare(lines [][]byte) *Prepared {
 		}()
 	}
 	wg.Wait()
-	return p
 }
 
 // IngestPrepared is Ingest of prepared lines.
 func (b *Backpack) IngestPrepared(ctx context.Context, p *Prepared, source string) (*IngestResult, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
+	if p.ids == nil {
+		// Lines of a log that starts with the backpack's own clean
+		// lines, byte for byte, are held: only the others are hashed.
+		t0 := time.Now()
+		p.held = 0
+		// The index notes how far the log is clean.
+		if _, err := b.indexLocked(ctx); err != nil {
+			return nil, err
+		}
+		if local := b.keptLog(); local != nil && b.cleanOffset > 0 && b.cleanOffset <= int64(len(local)) {
+			same := commonLinePrefix(local[:b.cleanOffset], p.data)
+			p.held = bytes.Count(p.data[:same], []byte{'\n'})
+		}
+		p.hashFrom(p.held)
+		b.log.Debug("ingest: compared with the log held", "lines", len(p.lines), "held", p.held, "took", time.Since(t0))
+	}
 	return b.ingestLocked(ctx, p.lines, source, p)
 }
 
@@ -426,6 +478,11 @@ func (b *Backpack) ingestLocked(ctx context.Context, lines [][]byte, source stri
 		go func() {
 			defer wg.Done()
 			for i := w; i < len(all); i += workers {
+				if j := i - len(held); pre != nil && j >= 0 && j < pre.held {
+					results[i] = checked{nil, nil, -1}
+					done.Add(1)
+					continue
+				}
 				if j := i - len(held); pre != nil && j >= 0 && pre.ids[j] != nil {
 					if at := x.holdsHashed(pre.ids[j], pre.hashes[j]); at >= 0 {
 						results[i] = checked{nil, nil, at}
@@ -747,8 +804,19 @@ func (b *Backpack) mergeLocked(ctx context.Context, x *logIndex, order []*candid
 			appendOnly = true
 		}
 	}
+	var pre *baseDecode
 	if !appendOnly {
+		// A merge that must reorder the log replays the state from the
+		// base snapshot: it is decoded on another core while the plan is
+		// made.
+		if b.base != nil {
+			pre = b.decodeBase()
+		}
 		plan, appendOnly = bplog.MergePlan(x.items, incoming)
+		if appendOnly && pre != nil {
+			<-pre.done
+			pre = nil
+		}
 	}
 	byID := make(map[string]*candidate, len(order))
 	for _, c := range order {
@@ -784,18 +852,26 @@ func (b *Backpack) mergeLocked(ctx context.Context, x *logIndex, order []*candid
 		}
 	}
 	b.index = nil // rebuilt in the new file order on next use
-	return b.rewriteLocked(ctx, x, plan, order, ids, byID, known)
+	return b.rewriteLocked(ctx, x, plan, order, ids, byID, known, pre)
 }
 
 // rewriteLocked writes the log in the merge order plan (positions in
 // x.items, then in order for the accepted events; ids are the same
 // events' ids), through a temp file, fsync and rename, then brings the
 // state up to date.
-func (b *Backpack) rewriteLocked(ctx context.Context, x *logIndex, plan []int, order []*candidate, ids []string, added map[string]*candidate, known [][]byte) error {
+func (b *Backpack) rewriteLocked(ctx context.Context, x *logIndex, plan []int, order []*candidate, ids []string, added map[string]*candidate, known [][]byte, pre *baseDecode) error {
 	t0 := time.Now()
-	old, err := os.ReadFile(b.path(EventsPath))
-	if err != nil {
-		return err
+	if pre != nil {
+		// Whatever happens, the snapshot is not touched again while
+		// it decodes.
+		defer func() { <-pre.done }()
+	}
+	old := b.keptLog()
+	if old == nil {
+		var err error
+		if old, err = os.ReadFile(b.path(EventsPath)); err != nil {
+			return err
+		}
 	}
 	existing := len(x.items)
 	// The events the merge keeps in place at the log's start, when the
@@ -865,7 +941,7 @@ func (b *Backpack) rewriteLocked(ctx context.Context, x *logIndex, plan []int, o
 	}()
 	// The index goes to its cache file on another core meanwhile.
 	ix := b.stageIndex(nx)
-	serr := b.restateLocked(ctx, out, nx, same)
+	serr := b.restateLocked(ctx, out, nx, same, pre)
 	var staged *cacheWrite
 	if serr == nil {
 		b.log.Debug("rewrite: state", "took", time.Since(t0))
@@ -1075,26 +1151,30 @@ var tailRewrites atomic.Int64
 // not change before it (same bytes up to offset same), else from the
 // start; heads, the largest key and the prefix hash come from the index
 // and the bytes.
-func (b *Backpack) restateLocked(ctx context.Context, data []byte, nx *logIndex, same int64) error {
+func (b *Backpack) restateLocked(ctx context.Context, data []byte, nx *logIndex, same int64, pre *baseDecode) error {
 	st := reducer.New()
 	var from int64
 	line, entries := 0, 0
-	if base := b.base; base != nil && base.want != nil && !base.intact() {
+	if pre == nil && b.base != nil && b.base.offset <= same {
+		pre = b.decodeBase()
+	}
+	if pre != nil {
+		<-pre.done
+	}
+	switch base := b.base; {
+	case base == nil:
+	case pre != nil && !pre.intact:
 		b.log.Warn("state snapshot in the cache is damaged; replaying the whole log")
 		b.base = nil
-	}
-	if base := b.base; base != nil && base.offset <= same {
-		s, err := decodeReducer(base.data)
-		if err == nil {
-			b.log.Debug("rewrite: replaying from the state snapshot", "offset", base.offset, "of", len(data))
-			baseReplays.Add(1)
-			st, from, line, entries = s, base.offset, base.lines, base.entries
-		} else {
-			b.log.Warn("state snapshot unusable; replaying the whole log", "err", err)
-			b.base = nil
-		}
-	} else {
+	case base.offset > same || pre == nil:
 		b.base = nil
+	case pre.err != nil:
+		b.log.Warn("state snapshot unusable; replaying the whole log", "err", pre.err)
+		b.base = nil
+	default:
+		b.log.Debug("rewrite: replaying from the state snapshot", "offset", base.offset, "of", len(data))
+		baseReplays.Add(1)
+		st, from, line, entries = pre.st, base.offset, base.lines, base.entries
 	}
 	// The new log's running hash, on another core meanwhile: from the
 	// old log's last mark before the first changed byte.
@@ -1133,12 +1213,40 @@ func (b *Backpack) restateLocked(ctx context.Context, data []byte, nx *logIndex,
 	}
 	b.logHash = <-hashed
 	b.logSize = int64(len(data))
+	b.logBytes = nil
+	if b.opts.KeepLog {
+		b.logBytes = data
+	}
 	b.lines, b.entries = len(nx.items), entries
 	// The new log is the index's canonical lines, each once.
 	b.cleanLines, b.cleanOffset = len(nx.items), b.logSize
 	b.badLines = nil
 	b.sinceCache = entries
 	return nil
+}
+
+// baseDecode is the base snapshot being checked and decoded on another
+// goroutine (decodeBase), which has the snapshot to itself until done is
+// closed.
+type baseDecode struct {
+	done   chan struct{}
+	intact bool
+	st     *reducer.State
+	err    error
+}
+
+// decodeBase starts checking and decoding the base snapshot b.base (which
+// must be set).
+func (b *Backpack) decodeBase() *baseDecode {
+	d := &baseDecode{done: make(chan struct{})}
+	base := b.base
+	go func() {
+		defer close(d.done)
+		if d.intact = base.want == nil || base.intact(); d.intact {
+			d.st, d.err = decodeReducer(base.data)
+		}
+	}()
+	return d
 }
 
 // keepForkEvidenceLocked records both contents of one event_id.

@@ -260,6 +260,10 @@ func TestIngestPrepared(t *testing.T) {
 	appendN(t, b, key, "south", 4, cb)
 	a2 := filepath.Join(filepath.Dir(a), "a2")
 	copyDir(t, a, a2)
+	a3 := filepath.Join(filepath.Dir(a), "a3")
+	copyDir(t, a, a3)
+	a4 := filepath.Join(filepath.Dir(a), "a4")
+	copyDir(t, a, a4)
 	lines := logLinesOf(t, b)
 	lines = append(lines, []byte("not an event"), lines[len(lines)-1])
 	plain := ingest(t, a, key, lines, "b")
@@ -280,4 +284,51 @@ func TestIngestPrepared(t *testing.T) {
 		t.Fatal("logs differ between plain and prepared ingest")
 	}
 	mustVerify(t, a2)
+
+	// A whole log's bytes, with noise (a blank line, CRLF, blanks around
+	// a line), prepared without hashing and ingested into a backpack that
+	// keeps its log: the shared lines at its start are recognised by
+	// their bytes, the rest as plain lines are.
+	last := lines[len(lines)-3]
+	data := mustRead(t, filepath.Join(b, store.EventsPath)) + "\n" + "not an event\r\n" + "  " + string(last) + " \n"
+	var noisy [][]byte
+	for _, l := range strings.Split(data, "\n") {
+		if l = strings.TrimSpace(l); l != "" {
+			noisy = append(noisy, []byte(l))
+		}
+	}
+	// The lines both logs start with (the order of events with one
+	// timestamp follows their random ids).
+	sharedHead := 0
+	for la, lb := logLinesOf(t, a4), logLinesOf(t, b); sharedHead < min(len(la), len(lb)) && bytes.Equal(la[sharedHead], lb[sharedHead]); {
+		sharedHead++
+	}
+	if sharedHead == 0 {
+		t.Fatal("the replicas share no first line")
+	}
+	plain = ingest(t, a3, key, noisy, "b")
+	p, err := store.PrepareLog([]byte(data))
+	if err != nil {
+		t.Fatal(err)
+	}
+	bp, err = store.Open(context.Background(), a4, store.Options{KeyFile: key, Now: clock(), KeepLog: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	prepared, err = bp.IngestPrepared(context.Background(), p, "b")
+	bp.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if held := store.PreparedHeld(p); held != sharedHead {
+		t.Errorf("%d of %d lines recognised as held by their bytes", held, len(noisy))
+	}
+	if prepared.Received != len(noisy) || prepared.Received != plain.Received || len(plain.Applied) != 4 || len(prepared.Applied) != len(plain.Applied) || prepared.Duplicates != plain.Duplicates ||
+		len(prepared.Rejected) != len(plain.Rejected) || prepared.Rewrote != plain.Rewrote {
+		t.Fatalf("plain %+v\nprepared from bytes %+v", plain, prepared)
+	}
+	if mustRead(t, filepath.Join(a3, store.EventsPath)) != mustRead(t, filepath.Join(a4, store.EventsPath)) {
+		t.Fatal("logs differ between plain ingest and ingest of prepared bytes")
+	}
+	mustVerify(t, a4)
 }
