@@ -191,6 +191,13 @@ func syncLogLines(b *testing.B, dir string) [][]byte {
 // lines + Close, and reports each phase and the new events applied per
 // second.
 func syncIngestBench(b *testing.B, src, key string, lines [][]byte, wantApplied int) {
+	syncIngestBenchAs(b, src, key, lines, nil, wantApplied)
+}
+
+// syncIngestBenchAs is syncIngestBench; with remote set it ingests that
+// whole log's bytes as `backpack merge` does instead (KeepLog and
+// DeferState, PrepareLog then IngestPrepared, timed as the ingest).
+func syncIngestBenchAs(b *testing.B, src, key string, lines [][]byte, remote []byte, wantApplied int) {
 	ctx := context.Background()
 	work := b.TempDir()
 	var open, ingest, closing time.Duration
@@ -216,12 +223,19 @@ func syncIngestBench(b *testing.B, src, key string, lines [][]byte, wantApplied 
 		// go tool pprof -tagfocus bench=<name>.
 		pprof.Do(ctx, pprof.Labels("bench", b.Name()), func(ctx context.Context) {
 			t0 = time.Now()
-			bp, err := store.Open(ctx, dir, store.Options{KeyFile: key})
+			bp, err := store.Open(ctx, dir, store.Options{KeyFile: key, KeepLog: remote != nil, DeferState: remote != nil})
 			if err != nil {
 				b.Fatal(err)
 			}
 			t1 = time.Now()
-			res, err = bp.Ingest(ctx, lines, "bench")
+			if remote != nil {
+				var p *store.Prepared
+				if p, err = store.PrepareLog(remote); err == nil {
+					res, err = bp.IngestPrepared(ctx, p, "bench")
+				}
+			} else {
+				res, err = bp.Ingest(ctx, lines, "bench")
+			}
 			if err != nil {
 				b.Fatal(err)
 			}
@@ -273,6 +287,17 @@ func BenchmarkSyncMerge100k(b *testing.B) {
 		}
 		syncIngestBench(b, f.repB, f.key, logA, syncTail)
 	})
+	// What `backpack merge` does: the other log's bytes, compared with
+	// the log the open read.
+	for _, d := range []struct{ name, local, remote string }{{"merge/A<-B", f.repA, f.repB}, {"merge/B<-A", f.repB, f.repA}} {
+		b.Run(d.name, func(b *testing.B) {
+			data, err := os.ReadFile(filepath.Join(d.remote, store.EventsPath))
+			if err != nil {
+				b.Fatal(err)
+			}
+			syncIngestBenchAs(b, d.local, f.key, nil, data, syncTail)
+		})
+	}
 }
 
 // BenchmarkSyncImport: import a 5,000-event delta (new events by three
