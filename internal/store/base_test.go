@@ -110,21 +110,8 @@ func TestRewriteReplaysFromSnapshot(t *testing.T) {
 	}
 	baseData := mustRead(t, basePath)
 	before := store.BaseReplays()
-	bp, err := store.Open(context.Background(), a, store.Options{KeyFile: key, Now: clock()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	res, err := bp.Ingest(context.Background(), logLinesOf(t, b), "other replica")
-	if err != nil {
-		t.Fatal(err)
-	}
-	got, _ := bp.StateHash()
-	bp.Close()
-	if !res.Rewrote || store.BaseReplays() != before+1 {
+	if res := mergeReplica(t, a, b, key, false); !res.Rewrote || store.BaseReplays() != before+1 {
 		t.Fatalf("second merge: rewrote %v, snapshot replays %d", res.Rewrote, store.BaseReplays()-before)
-	}
-	if want := replayHash(t, a); got != want {
-		t.Fatalf("state after second merge %s, replay from scratch %s", got, want)
 	}
 	// The merge changed the log after the snapshot, so the snapshot's
 	// file was left as it was: not written again.
@@ -134,30 +121,67 @@ func TestRewriteReplaysFromSnapshot(t *testing.T) {
 	mustVerify(t, a)
 }
 
-// TestDamagedSnapshotNotUsed: a base snapshot whose bytes no longer match
-// the digest the cache names is not replayed from (the merge replays the
-// whole log) and is not written back as if it were sound.
-func TestDamagedSnapshotNotUsed(t *testing.T) {
-	defer store.SetMinBaseBytes(16 << 10)()
-	a, b, key, ca, cb := divergedReplicas(t)
-	// Open and close a without a cache: a replay that takes the
-	// snapshot near the end, kept in the cache at close.
-	if err := os.Remove(filepath.Join(a, store.CachePath)); err != nil && !os.IsNotExist(err) {
+// mergeReplica opens dir as a writer, ingests the other replica's whole
+// log, closes it, checks that the state it reached is a replay's of the
+// new log, and returns what the ingest did.
+func mergeReplica(t *testing.T, dir, other, key string, deferState bool) *store.IngestResult {
+	t.Helper()
+	bp, err := store.Open(context.Background(), dir, store.Options{KeyFile: key, Now: clock(), DeferState: deferState})
+	if err != nil {
 		t.Fatal(err)
 	}
-	bp, err := store.Open(context.Background(), a, store.Options{KeyFile: key, Now: clock()})
+	res, err := bp.Ingest(context.Background(), logLinesOf(t, other), "other replica")
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := bp.StateHash()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := bp.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if want := replayHash(t, dir); got != want {
+		t.Fatalf("%s: state after merge %s, replay of the merged log %s", dir, got, want)
+	}
+	return res
+}
+
+// snapshotCache removes dir's state cache, then opens and closes dir as a
+// writer: the replay takes a base snapshot near the log's end, which the
+// cache written at close keeps in its own file.
+func snapshotCache(t *testing.T, dir, key string) {
+	t.Helper()
+	if err := os.Remove(filepath.Join(dir, store.CachePath)); err != nil && !os.IsNotExist(err) {
+		t.Fatal(err)
+	}
+	bp, err := store.Open(context.Background(), dir, store.Options{KeyFile: key, Now: clock()})
 	if err != nil {
 		t.Fatal(err)
 	}
 	if bp.BaseOffset() < 0 {
 		t.Fatal("no base snapshot")
 	}
-	bp.Close()
+	if err := bp.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(filepath.Join(dir, store.CacheBasePath)); err != nil {
+		t.Fatalf("no snapshot file: %v", err)
+	}
+}
+
+// TestDamagedSnapshotNotUsed: a base snapshot whose bytes no longer match
+// the digest the cache names is not replayed from (the merge replays the
+// whole log) and is not written back as if it were sound.
+func TestDamagedSnapshotNotUsed(t *testing.T) {
+	defer store.SetMinBaseBytes(16 << 10)()
+	a, b, key, ca, cb := divergedReplicas(t)
+	snapshotCache(t, a, key)
 	// The snapshot is its own file: damage it.
 	basePath := filepath.Join(a, store.CacheBasePath)
 	data, err := os.ReadFile(basePath)
 	if err != nil {
-		t.Fatalf("the cache keeps no separate snapshot file: %v", err)
+		t.Fatal(err)
 	}
 	// A subject renamed in place: the cache's digest of the file and
 	// the reducer encoding's own checksum both catch it.
@@ -171,19 +195,7 @@ func TestDamagedSnapshotNotUsed(t *testing.T) {
 	}
 	for _, deferState := range []bool{false, true} {
 		before := store.BaseReplays()
-		bp, err := store.Open(context.Background(), a, store.Options{KeyFile: key, Now: clock(), DeferState: deferState})
-		if err != nil {
-			t.Fatal(err)
-		}
-		res, err := bp.Ingest(context.Background(), logLinesOf(t, b), "other replica")
-		if err != nil {
-			t.Fatal(err)
-		}
-		got, _ := bp.StateHash()
-		bp.Close()
-		if want := replayHash(t, a); got != want {
-			t.Fatalf("defer %v: state after merge %s, replay %s", deferState, got, want)
-		}
+		res := mergeReplica(t, a, b, key, deferState)
 		mustVerify(t, a)
 		if !deferState {
 			if !res.Rewrote || store.BaseReplays() != before {
@@ -208,29 +220,12 @@ func TestCacheFilesOutOfStep(t *testing.T) {
 	defer store.SetMinBaseBytes(16 << 10)()
 	a, b, key, ca, _ := divergedReplicas(t)
 	// A cache with its own snapshot and index.
-	if err := os.Remove(filepath.Join(a, store.CachePath)); err != nil && !os.IsNotExist(err) {
-		t.Fatal(err)
-	}
-	bp, err := store.Open(context.Background(), a, store.Options{KeyFile: key, Now: clock()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	bp.Close()
+	snapshotCache(t, a, key)
 	oldHeader := mustRead(t, filepath.Join(a, store.CachePath))
 	// The next cache write moves everything on: the log grows, and a
 	// replay takes a new snapshot near its new end.
 	appendBatch(t, a, key, "north", 1000, ca)
-	if err := os.Remove(filepath.Join(a, store.CachePath)); err != nil && !os.IsNotExist(err) {
-		t.Fatal(err)
-	}
-	bp, err = store.Open(context.Background(), a, store.Options{KeyFile: key, Now: clock()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	bp.Close()
-	if _, err := os.Stat(filepath.Join(a, store.CacheBasePath)); err != nil {
-		t.Fatalf("no snapshot file after the replay: %v", err)
-	}
+	snapshotCache(t, a, key)
 	if mustRead(t, filepath.Join(a, store.CachePath)) == oldHeader {
 		t.Fatal("the cache was not rewritten")
 	}
@@ -248,21 +243,8 @@ func TestCacheFilesOutOfStep(t *testing.T) {
 		t.Fatalf("state with cache files out of step %s, replay %s", got, want)
 	}
 	r.Close()
-	bp, err = store.Open(context.Background(), a, store.Options{KeyFile: key, Now: clock()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	res, err := bp.Ingest(context.Background(), logLinesOf(t, b), "other replica")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(res.Applied) != 30 {
+	if res := mergeReplica(t, a, b, key, false); len(res.Applied) != 30 {
 		t.Fatalf("merge applied %d events, want the other replica's 30", len(res.Applied))
-	}
-	got, _ := bp.StateHash()
-	bp.Close()
-	if want := replayHash(t, a); got != want {
-		t.Fatalf("state after merge %s, replay %s", got, want)
 	}
 	mustVerify(t, a)
 }
@@ -273,34 +255,16 @@ func TestCacheFilesOutOfStep(t *testing.T) {
 func TestSwappedSnapshotNotUsed(t *testing.T) {
 	defer store.SetMinBaseBytes(16 << 10)()
 	a, b, key, _, _ := divergedReplicas(t)
-	if err := os.Remove(filepath.Join(a, store.CachePath)); err != nil && !os.IsNotExist(err) {
-		t.Fatal(err)
-	}
-	bp, err := store.Open(context.Background(), a, store.Options{KeyFile: key, Now: clock()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	bp.Close()
+	snapshotCache(t, a, key)
 	main := []byte(mustRead(t, filepath.Join(a, store.CachePath)))
 	main = main[bytes.IndexByte(main[len("BPCACHE2\n"):], '\n')+len("BPCACHE2\n")+1:]
 	if err := os.WriteFile(filepath.Join(a, store.CacheBasePath), main, 0o644); err != nil {
 		t.Fatal(err)
 	}
 	before := store.BaseReplays()
-	bp, err = store.Open(context.Background(), a, store.Options{KeyFile: key, Now: clock()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := bp.Ingest(context.Background(), logLinesOf(t, b), "other replica"); err != nil {
-		t.Fatal(err)
-	}
-	got, _ := bp.StateHash()
-	bp.Close()
+	mergeReplica(t, a, b, key, false)
 	if store.BaseReplays() != before {
 		t.Error("replayed from a snapshot file the header does not name")
-	}
-	if want := replayHash(t, a); got != want {
-		t.Fatalf("state after merge %s, replay %s", got, want)
 	}
 	mustVerify(t, a)
 }
@@ -339,23 +303,8 @@ func TestRewriteKeepsCleanPrefix(t *testing.T) {
 	merge := func(dir string) (tail bool) {
 		t.Helper()
 		before := store.TailRewrites()
-		bp, err := store.Open(context.Background(), dir, store.Options{KeyFile: key, Now: clock()})
-		if err != nil {
-			t.Fatal(err)
-		}
-		res, err := bp.Ingest(context.Background(), logLinesOf(t, b), "other replica")
-		if err != nil {
-			t.Fatal(err)
-		}
-		got, _ := bp.StateHash()
-		if err := bp.Close(); err != nil {
-			t.Fatal(err)
-		}
-		if !res.Rewrote {
+		if res := mergeReplica(t, dir, b, key, false); !res.Rewrote {
 			t.Fatalf("%s: the merge did not reorder the log", dir)
-		}
-		if want := replayHash(t, dir); got != want {
-			t.Fatalf("%s: state after merge %s, replay %s", dir, got, want)
 		}
 		mustVerify(t, dir)
 		return store.TailRewrites() > before
