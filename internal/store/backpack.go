@@ -501,7 +501,11 @@ func (b *Backpack) load(ctx context.Context) error {
 			b.applyCache(c)
 		}
 	} else if !errors.Is(err, os.ErrNotExist) {
-		b.log.Warn("state cache unusable; replaying the log", "err", err)
+		if errors.Is(err, errCacheVersion) {
+			b.log.Info("state cache written by another version; replaying the log once")
+		} else {
+			b.log.Warn("state cache unusable; replaying the log", "err", err)
+		}
 	}
 	if b.state == nil && b.pending == nil {
 		if err := b.resumeFromCheckpoint(f); err != nil {

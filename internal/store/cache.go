@@ -44,6 +44,10 @@ const cacheMagic = "BPCACHE2\n"
 
 const maxCacheHeader = 64 << 20
 
+// errCacheVersion is a state cache in another version's layout (an
+// earlier backpack's): replayed once, then written in this layout.
+var errCacheVersion = errors.New("store: state cache from another version of backpack")
+
 type cacheFile struct {
 	maxKey                 *bplog.OrderItem
 	offset, lines, entries int64
@@ -68,6 +72,9 @@ func (b *Backpack) readCache(onHeader func(offset int64)) (*cacheFile, error) {
 		return nil, err
 	}
 	if !bytes.HasPrefix(data, []byte(cacheMagic)) {
+		if bytes.HasPrefix(data, []byte("BPCACHE")) {
+			return nil, errCacheVersion
+		}
 		return nil, errors.New("store: state cache: unknown format")
 	}
 	data = data[len(cacheMagic):]

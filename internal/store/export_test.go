@@ -27,3 +27,6 @@ func TailRewrites() int64 { return tailRewrites.Load() }
 // PreparedHeld returns how many of p's first lines IngestPrepared found
 // held byte for byte.
 func PreparedHeld(p *Prepared) int { return p.held }
+
+// PreparedLines returns the lines PrepareLog found.
+func PreparedLines(p *Prepared) [][]byte { return p.lines }
