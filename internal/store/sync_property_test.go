@@ -122,13 +122,20 @@ func (r *syncReplica) ingest(t *testing.T, lines [][]byte, src string) *store.In
 	if err != nil {
 		t.Fatalf("%s: ingest from %s: %v", r.name, src, err)
 	}
+	return r.checkIngest(t, res, src)
+}
+
+// checkIngest checks what an ingest of lines from some replica's log did
+// (see ingest) and counts it.
+func (r *syncReplica) checkIngest(t *testing.T, res *store.IngestResult, src string) *store.IngestResult {
+	t.Helper()
 	if len(res.Quarantined)+len(res.Rejected)+len(res.Forks) > 0 {
 		t.Fatalf("%s: ingest from %s: quarantined %v rejected %v forks %v", r.name, src, res.Quarantined, res.Rejected, res.Forks)
 	}
-	if got := len(res.Applied) + res.Duplicates + len(res.Pending); got < len(lines) {
+	if got := len(res.Applied) + res.Duplicates + len(res.Pending); got < res.Received {
 		// Pending events re-examined may be applied too, so applied +
 		// duplicates + pending can exceed what arrived, never fall short.
-		t.Fatalf("%s: ingest from %s: %d lines, %d applied, %d duplicates, %d pending", r.name, src, len(lines), len(res.Applied), res.Duplicates, len(res.Pending))
+		t.Fatalf("%s: ingest from %s: %d lines, %d applied, %d duplicates, %d pending", r.name, src, res.Received, len(res.Applied), res.Duplicates, len(res.Pending))
 	}
 	if s := r.stats; s != nil {
 		s.ingests++
@@ -193,7 +200,7 @@ func TestSyncProperty(t *testing.T) {
 // merged again into fresh copies in other orders and groupings.
 func syncScenario(t *testing.T, seed uint64, sizes syncSizes) {
 	rng := rand.New(rand.NewPCG(seed, seed^0x5eed))
-	baseReplays := store.BaseReplays()
+	baseReplays, tailRewrites := store.BaseReplays(), store.TailRewrites()
 	origin, res := newBackpack(t)
 	base := filepath.Dir(origin)
 	pristine := filepath.Join(base, "pristine")
@@ -241,9 +248,12 @@ func syncScenario(t *testing.T, seed uint64, sizes syncSizes) {
 			if _, err := r.bp.AppendBatch(bodies); err != nil {
 				t.Fatalf("step %d: %s: append: %v", step, r.name, err)
 			}
-		case op < 7:
+		case op < 6:
 			from, to := pickTwo(rng, reps)
 			syncSendLines(t, rng, from, to, fmt.Sprintf("step %d lines %s", step, from.name))
+		case op < 7:
+			from, to := pickTwo(rng, reps)
+			syncMergeLog(t, from, to, fmt.Sprintf("step %d merge %s", step, from.name))
 		case op < 9:
 			from, to := pickTwo(rng, reps)
 			seen = append(seen, to.bp.Frontier())
@@ -309,8 +319,8 @@ func syncScenario(t *testing.T, seed uint64, sizes syncSizes) {
 	}
 
 	events := splitLines(want)
-	t.Logf("%d replicas, %d events; %d ingests: %d applied, %d duplicates, %d pending, %d log rewrites (%d replayed from the snapshot)",
-		n, len(events), stats.ingests, stats.applied, stats.duplicates, stats.pending, stats.rewrites, store.BaseReplays()-baseReplays)
+	t.Logf("%d replicas, %d events; %d ingests: %d applied, %d duplicates, %d pending, %d log rewrites (%d replayed from the snapshot, %d kept a clean prefix unread)",
+		n, len(events), stats.ingests, stats.applied, stats.duplicates, stats.pending, stats.rewrites, store.BaseReplays()-baseReplays, store.TailRewrites()-tailRewrites)
 	syncAlgebra(t, rng, pristine, res.KeyFile, events, want)
 }
 
@@ -353,6 +363,33 @@ func syncSendLines(t *testing.T, rng *rand.Rand, from, to *syncReplica, src stri
 	for _, part := range randomSplit(rng, pick) {
 		to.ingest(t, part, src)
 	}
+}
+
+// syncMergeLog merges from's whole log into to as `backpack merge` does:
+// to is opened keeping its log (KeepLog, DeferState) and from's bytes are
+// compared with it (PrepareLog, IngestPrepared).
+func syncMergeLog(t *testing.T, from, to *syncReplica, src string) {
+	t.Helper()
+	data := from.log(t)
+	to.close(t)
+	to.use(t)
+	bp, err := store.Open(context.Background(), to.dir, store.Options{KeyFile: to.key, Actor: to.actor, Now: to.now, KeepLog: true, DeferState: true})
+	if err != nil {
+		t.Fatalf("%s: open: %v", to.name, err)
+	}
+	p, err := store.PrepareLog(data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := bp.IngestPrepared(context.Background(), p, src)
+	if err == nil {
+		err = bp.Close()
+	}
+	if err != nil {
+		t.Fatalf("%s: merge from %s: %v", to.name, src, err)
+	}
+	to.checkIngest(t, res, src)
+	to.open(t)
 }
 
 // randomSplit cuts lines into 1-3 contiguous parts.
