@@ -366,11 +366,9 @@ func (b *Backpack) stageCacheLocked(ix *indexStage) (_ *cacheWrite, err error) {
 	cw := &cacheWrite{}
 	defer func() {
 		<-ix.done
-		if ix.tmp != "" && (err != nil || ix.err != nil) {
-			os.Remove(ix.tmp)
-		}
 		if err != nil {
 			cw.discard()
+			os.Remove(ix.tmp)
 		}
 	}()
 	st, err := b.stateLocked()
@@ -392,15 +390,17 @@ func (b *Backpack) stageCacheLocked(ix *indexStage) (_ *cacheWrite, err error) {
 	}
 	// The base snapshot's file is written only when it does not already
 	// hold this snapshot.
-	var basePart *cachePart
 	cw.removeBase = true
 	if bs := b.base; bs != nil && bs.offset <= b.logSize {
 		cw.base = bs
 		if bs.offset < b.logSize {
 			cw.removeBase = false
-			basePart, err = b.stageBaseLocked(bs)
+			basePart, err := b.stageBaseLocked(bs)
 			if err != nil {
 				return nil, err
+			}
+			if basePart != nil {
+				cw.parts = append(cw.parts, *basePart)
 			}
 			if b.base == nil {
 				cw.base, cw.removeBase = nil, true
@@ -409,15 +409,9 @@ func (b *Backpack) stageCacheLocked(ix *indexStage) (_ *cacheWrite, err error) {
 	}
 	<-ix.done
 	if ix.err != nil {
-		if basePart != nil {
-			os.Remove(basePart.tmp)
-		}
 		return nil, ix.err
 	}
 	cw.parts = append(cw.parts, cachePart{rel: CacheIndexPath, tmp: ix.tmp, sum: merkle.Hash(ix.sum)})
-	if basePart != nil {
-		cw.parts = append(cw.parts, *basePart)
-	}
 	h := b.resumeInfoLocked().
 		With("version", canon.IntValue(2)).
 		With("reducer_bytes", canon.IntValue(int64(len(body)))).

@@ -956,16 +956,12 @@ func (b *Backpack) rewriteLocked(ctx context.Context, x *logIndex, plan []int, o
 		os.Remove(ix.tmp)
 	}
 	if err := <-replaced; err != nil {
-		if staged != nil {
-			staged.discard()
-		}
+		staged.discard()
 		return b.reloadAfterFailureLocked(err)
 	}
 	b.log.Debug("rewrite: log replaced", "took", time.Since(t0))
 	if serr != nil {
-		if staged != nil {
-			staged.discard()
-		}
+		staged.discard()
 		return b.reloadAfterFailureLocked(serr)
 	}
 	if changed, err := b.applyKeyEventsInOrder(ids, added); err != nil {
